@@ -1,0 +1,298 @@
+package actors
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/iris-im/iris/actors/irispb"
+	"github.com/iris-im/iris/gateway/wire"
+)
+
+// Conn is the client connection a session writes to. The gateway implements
+// it for TCP and WebSocket. Write is called only from the session actor and
+// writes whole frames; it must honour a write deadline so that a client that
+// stops reading cannot block its session forever.
+type Conn interface {
+	Write(frames []byte) error
+	Close() error
+	RemoteAddr() string
+	Transport() string // "tcp" or "ws"
+}
+
+// Verifier checks a login token.
+type Verifier interface {
+	Verify(user, token string, now time.Time) error
+}
+
+// SessionConfig is what every session of a node shares.
+type SessionConfig struct {
+	Limits            wire.Limits
+	LoginTimeout      time.Duration // a connection not logged in by then is closed
+	RedeliveryTimeout time.Duration // an unacked delivery is written again after this
+	RequestTimeout    time.Duration // timeout of blocking requests to shards (login)
+	MaxInflight       int           // appends awaiting their reply before reading pauses
+	FetchPage         int           // inbox entries requested per page at login
+
+	AuthRequired bool
+	Verifier     Verifier // nil when no secret is configured
+
+	Routers   *RouterPool
+	Registrar *actor.PID // the edge's registrar; see registrar
+	Limiter   *RateLimiter
+	Stats     *Stats
+	Logger    *slog.Logger
+}
+
+// Inbound carries bytes read from the connection into the session. The
+// reader waits on Done before it reads again, so a session holds at most one
+// unprocessed read and a fast sender is slowed down by TCP itself.
+type Inbound struct {
+	Data []byte
+	Done chan struct{}
+}
+
+// ConnClosed tells the session that its connection is gone.
+type ConnClosed struct{ Err error }
+
+type loginTimeout struct{}
+type loginGraceOver struct{}
+type redeliveryTick struct{}
+
+// loginGrace is how long a lone LOGIN opcode waits for the read that carries
+// the user name. A LOGIN has no length field, so an opcode with nothing
+// after it is either a login split by the network or an empty user name;
+// the name of a split login arrives within microseconds on any real link.
+const loginGrace = 250 * time.Millisecond
+
+// profile is the protocol a session logged in with.
+type profile uint8
+
+const (
+	profileNone profile = iota
+	profileV1           // logged in with 0x01: deliveries as 0x10, errors as 0xFE
+	profileV2           // logged in with 0x08: deliveries as 0x11, sends answered with 0x0B/0x0C
+)
+
+// pendingSend is an append this session is waiting on.
+type pendingSend struct {
+	v2  bool
+	cid uint64
+}
+
+// pendingDelivery is an entry written to the client and not yet acknowledged.
+type pendingDelivery struct {
+	entry  *irispb.Entry
+	sentAt time.Time
+}
+
+// session is the actor of one client connection, the Go counterpart of the
+// Erlang process per connection. It owns the connection's decoder, the
+// login state, the sends awaiting durability, and the deliveries awaiting an
+// ACK. It handles: Inbound (client bytes), Envelope (replies and pushed
+// deliveries from shards), ConnClosed, and its own timers.
+//
+// Deliveries: at login the session registers with its user's shard and then
+// pages through the inbox from the start. Entries the shard pushes while that
+// catch-up runs are dropped, because the pages will contain them: the shard
+// answers fetches and pushes entries from one mailbox, so any entry stored
+// before a page was read is in the page and any entry stored after it is
+// pushed after the page. After catch-up, a pushed entry at or below the last
+// delivered seq is a duplicate and is dropped. Unacked deliveries are written
+// again after RedeliveryTimeout, and again from the inbox at the next login.
+//
+// A panic in a session stops that session only: its supervisor stops it and
+// the connection is closed; the inbox keeps everything not yet acked.
+type session struct {
+	cfg  *SessionConfig
+	conn Conn
+	self *actor.PID
+	sys  *actor.ActorSystem
+
+	decoder *wire.Decoder
+	out     []byte // frames to write at the end of the current message
+
+	profile profile
+	user    string
+	bucket  *Bucket
+
+	nextRef  uint64
+	sends    map[uint64]pendingSend
+	heldDone chan struct{} // a reader waiting until sends drop below MaxInflight
+
+	catchingUp    bool
+	lastDelivered uint64
+	pending       map[uint64]*pendingDelivery
+	acks          []*irispb.AckItem // v1 acks gathered while handling one read
+	ackedUpTo     uint64            // v2 cumulative ack gathered while handling one read
+
+	loginTimer      *time.Timer
+	redeliveryTimer *time.Timer
+	closing         bool
+}
+
+// NewSession returns the session actor of conn.
+func NewSession(cfg *SessionConfig, conn Conn) actor.Actor {
+	return &session{
+		cfg:     cfg,
+		conn:    conn,
+		decoder: wire.NewDecoder(cfg.Limits),
+		sends:   make(map[uint64]pendingSend),
+		pending: make(map[uint64]*pendingDelivery),
+	}
+}
+
+// Receive handles one message and then writes whatever frames it produced.
+func (s *session) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		s.start(ctx)
+	case *Inbound:
+		s.receiveBytes(ctx, msg)
+	case *irispb.Envelope:
+		s.receiveEnvelope(ctx, msg)
+	case *loginTimeout:
+		if s.profile == profileNone {
+			s.fail(ctx, "login_timeout")
+		}
+	case *loginGraceOver:
+		if s.profile == profileNone && s.decoder.PendingLogin() {
+			s.fail(ctx, wire.ErrInvalidLogin.Reason)
+		}
+	case *redeliveryTick:
+		s.redeliver()
+	case *Crash:
+		panic(msg.Reason)
+	case *ConnClosed:
+		s.closing = true
+		ctx.Stop(s.self)
+	case *actor.Stopping:
+		s.stop(ctx)
+	}
+	s.flush(ctx)
+}
+
+func (s *session) start(ctx actor.Context) {
+	s.self = ctx.Self()
+	s.sys = ctx.ActorSystem()
+	if s.conn.Transport() == "ws" {
+		s.cfg.Stats.SessionsWS.Add(1)
+	} else {
+		s.cfg.Stats.SessionsTCP.Add(1)
+	}
+	self, root := s.self, s.sys.Root
+	s.loginTimer = time.AfterFunc(s.cfg.LoginTimeout, func() { root.Send(self, &loginTimeout{}) })
+}
+
+func (s *session) stop(ctx actor.Context) {
+	if s.conn.Transport() == "ws" {
+		s.cfg.Stats.SessionsWS.Add(-1)
+	} else {
+		s.cfg.Stats.SessionsTCP.Add(-1)
+	}
+	s.loginTimer.Stop()
+	if s.redeliveryTimer != nil {
+		s.redeliveryTimer.Stop()
+	}
+	s.releaseHeldReader()
+
+	if s.profile != profileNone {
+		ctx.Send(s.cfg.Registrar, &Untrack{Session: s.self})
+		s.sendAcks(ctx)
+		s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Unregister{
+			Unregister: &irispb.UnregisterRequest{User: s.user, Session: fromPID(s.self)},
+		}})
+		s.cfg.Limiter.Release(s.user)
+	}
+	s.flush(ctx)
+	_ = s.conn.Close()
+}
+
+// receiveBytes decodes and handles every complete frame of one read.
+func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
+	defer func() {
+		if s.heldDone == nil && len(s.sends) >= s.cfg.MaxInflight && !s.closing {
+			s.heldDone = in.Done // released when replies arrive
+			return
+		}
+		close(in.Done)
+	}()
+	if s.closing {
+		return
+	}
+
+	if err := s.decoder.Feed(in.Data); err != nil {
+		s.fail(ctx, reasonOf(err))
+		return
+	}
+	for !s.closing {
+		frame, err := s.decoder.Next()
+		if err != nil {
+			var werr *wire.Error
+			if errors.As(err, &werr) && !werr.Fatal {
+				s.rejectFrame(werr)
+				continue
+			}
+			s.fail(ctx, reasonOf(err))
+			return
+		}
+		if frame == nil {
+			break
+		}
+		s.handleFrame(ctx, frame)
+	}
+	s.sendAcks(ctx)
+
+	if s.profile == profileNone && s.decoder.PendingLogin() {
+		self, root := s.self, s.sys.Root
+		time.AfterFunc(loginGrace, func() { root.Send(self, &loginGraceOver{}) })
+	}
+}
+
+// fail writes an error frame and closes the connection.
+func (s *session) fail(ctx actor.Context, reason string) {
+	s.cfg.Stats.BadFrames.Add(1)
+	s.out = wire.AppendError(s.out, reason)
+	s.closing = true
+	ctx.Stop(s.self)
+}
+
+// flush writes the frames produced while handling the current message.
+func (s *session) flush(ctx actor.Context) {
+	if len(s.out) == 0 {
+		return
+	}
+	err := s.conn.Write(s.out)
+	if cap(s.out) > 256<<10 {
+		s.out = nil // do not keep a large buffer after a burst
+	} else {
+		s.out = s.out[:0]
+	}
+	if err != nil && !s.closing {
+		s.closing = true
+		ctx.Stop(s.self)
+	}
+}
+
+// releaseHeldReader lets a reader paused by MaxInflight read again.
+func (s *session) releaseHeldReader() {
+	if s.heldDone != nil {
+		close(s.heldDone)
+		s.heldDone = nil
+	}
+}
+
+// toShard sends env to the router of its user, with this session as sender.
+func (s *session) toShard(ctx actor.Context, env *irispb.Envelope) {
+	ctx.Request(s.cfg.Routers.For(envelopeUser(env)), env)
+}
+
+func reasonOf(err error) string {
+	var werr *wire.Error
+	if errors.As(err, &werr) {
+		return werr.Reason
+	}
+	return "invalid_frame"
+}

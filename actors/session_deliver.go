@@ -1,0 +1,147 @@
+package actors
+
+import (
+	"encoding/binary"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/iris-im/iris/actors/irispb"
+	"github.com/iris-im/iris/gateway/wire"
+	"github.com/iris-im/iris/storage"
+)
+
+// receiveEnvelope handles replies and pushed deliveries from shards.
+func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
+	switch body := env.Body.(type) {
+	case *irispb.Envelope_AppendReply:
+		s.finishSend(body.AppendReply)
+	case *irispb.Envelope_Deliver:
+		if s.profile == profileNone || s.catchingUp {
+			return // the inbox pages of the catch-up contain it
+		}
+		s.deliver(body.Deliver.Entry)
+	case *irispb.Envelope_FetchReply:
+		s.receivePage(ctx, body.FetchReply)
+	case *irispb.Envelope_Resync:
+		// The shard lost this session's registration (it restarted or
+		// moved) and may have stored entries without pushing them.
+		if s.profile != profileNone && !s.catchingUp {
+			s.catchingUp = true
+			s.fetchAfter(ctx, s.lastDelivered)
+		}
+	case *irispb.Envelope_StatusReply:
+		r := body.StatusReply
+		s.out = wire.AppendStatus(s.out, r.User, r.Online, r.LastSeen)
+	}
+}
+
+// fetchAfter asks the shard for the next page of the inbox.
+func (s *session) fetchAfter(ctx actor.Context, seq uint64) {
+	s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Fetch{Fetch: &irispb.FetchRequest{
+		User:     s.user,
+		AfterSeq: seq,
+		Limit:    uint32(s.cfg.FetchPage),
+	}}})
+}
+
+// receivePage delivers one page of the inbox during catch-up and asks for
+// the next one until the inbox is exhausted.
+func (s *session) receivePage(ctx actor.Context, page *irispb.FetchReply) {
+	if page.Error != "" {
+		// The store could not be read: close, so that the client logs in
+		// again rather than believe its inbox is empty.
+		s.fail(ctx, page.Error)
+		return
+	}
+	last := s.lastDelivered
+	for _, e := range page.Entries {
+		s.deliver(e)
+		last = max(last, e.Seq)
+	}
+	if page.More && len(page.Entries) > 0 {
+		s.fetchAfter(ctx, last)
+		return
+	}
+	s.catchingUp = false
+}
+
+// deliver writes one entry to the client and keeps it until it is acked.
+func (s *session) deliver(e *irispb.Entry) {
+	if e.Seq <= s.lastDelivered {
+		return
+	}
+	s.lastDelivered = e.Seq
+	s.pending[e.Seq] = &pendingDelivery{entry: e, sentAt: time.Now()}
+	s.writeEntry(e)
+	s.cfg.Stats.Delivered.Add(1)
+
+	if s.redeliveryTimer == nil {
+		self, root := s.self, s.sys.Root
+		s.redeliveryTimer = time.AfterFunc(s.redeliveryPeriod(), func() { root.Send(self, &redeliveryTick{}) })
+	}
+}
+
+// writeEntry encodes an entry for this session's profile.
+func (s *session) writeEntry(e *irispb.Entry) {
+	if s.profile == profileV2 {
+		s.out = wire.AppendDeliver(s.out, e.Seq, uint8(e.Kind), e.Sender, e.TimeMs, e.Body)
+		return
+	}
+	var id [16]byte
+	binary.BigEndian.PutUint64(id[:8], e.Seq)
+	binary.BigEndian.PutUint64(id[8:], e.Tag)
+	if uint8(e.Kind) == kindPlain || uint8(e.Kind) == kindCBOR {
+		s.out = wire.AppendReliable(s.out, id[:], e.Body)
+		return
+	}
+	// v1 clients get other content as the complete live frame, opcode
+	// included, inside a 0x10 frame, so that it is acked like a message.
+	live := make([]byte, 0, 1+len(e.Body))
+	live = append(append(live, uint8(e.Kind)), e.Body...)
+	s.out = wire.AppendReliable(s.out, id[:], live)
+}
+
+// redeliver writes again, in seq order, every delivery unacked for longer
+// than RedeliveryTimeout.
+func (s *session) redeliver() {
+	s.redeliveryTimer = nil
+	if len(s.pending) == 0 || s.closing {
+		return
+	}
+	now := time.Now()
+	due := make([]uint64, 0, len(s.pending))
+	for seq, p := range s.pending {
+		if now.Sub(p.sentAt) >= s.cfg.RedeliveryTimeout {
+			due = append(due, seq)
+		}
+	}
+	slices.Sort(due)
+	for _, seq := range due {
+		p := s.pending[seq]
+		p.sentAt = now
+		s.writeEntry(p.entry)
+		s.cfg.Stats.Redelivered.Add(1)
+	}
+	self, root := s.self, s.sys.Root
+	s.redeliveryTimer = time.AfterFunc(s.redeliveryPeriod(), func() { root.Send(self, &redeliveryTick{}) })
+}
+
+// redeliveryPeriod is how often the pending deliveries are checked: half
+// the timeout, so an entry is written again at most 1.5 timeouts after the
+// previous write.
+func (s *session) redeliveryPeriod() time.Duration {
+	return max(s.cfg.RedeliveryTimeout/2, 10*time.Millisecond)
+}
+
+// storeErrorReason maps a store error to the reason a client is sent.
+func storeErrorReason(err error) string {
+	switch {
+	case errors.Is(err, storage.ErrInboxFull):
+		return reasonInboxFull
+	default:
+		return reasonStoreFailed
+	}
+}

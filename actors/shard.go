@@ -1,0 +1,302 @@
+// Package actors holds the actors a message passes through: the session
+// (one per client connection), the router pool of an edge, and the shard
+// grains that own users' presence and inbox operations on cores. Messages
+// between them that may cross nodes are irispb.Envelope values.
+package actors
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/iris-im/iris/actors/irispb"
+	"github.com/iris-im/iris/cluster"
+	"github.com/iris-im/iris/storage"
+)
+
+// Store is the durable state a shard works on: the single-node Pebble store
+// today, the replicated store in a cluster.
+type Store interface {
+	Append(req storage.AppendRequest, done func(storage.AppendResult, error))
+	Ack(user string, seq, tag uint64)
+	AckUpTo(user string, seq uint64)
+	SetLastSeen(user string, unixSec uint64)
+	LastSeen(user string) (sec uint64, ok bool, err error)
+	Inbox(user string, afterSeq uint64, limit int) ([]storage.Entry, error)
+}
+
+// ShardConfig is what every shard grain of a node shares.
+type ShardConfig struct {
+	Store   Store
+	Stats   *Stats
+	Logger  *slog.Logger
+	MaxPage int // max entries in one FetchReply
+}
+
+// shard is a cluster grain ("shard-<n>") that owns the users whose names hash
+// to n. It keeps the live sessions of each of its users (registered at login,
+// watched so that a crashed session is removed), answers presence, and runs
+// inbox operations against the store. An append is answered only after the
+// store reports it durable; the entry is then pushed to every live session
+// of the recipient, in seq order, because the store reports commits of one
+// user in seq order and they reach this mailbox in that order.
+//
+// Handles: Envelope{Append, Ack, Register, Unregister, Fetch, Status},
+// appendDone (from the store's commit goroutine), actor.Terminated.
+//
+// The shard holds no durable state of its own: after a restart or a move to
+// another node, sessions re-register and everything else is in the store.
+type shard struct {
+	cfg      *ShardConfig
+	identity string
+	self     *actor.PID
+	system   *actor.ActorSystem
+
+	sessions map[string][]*actor.PID // user → live sessions
+	owners   map[string]string       // session PID key → user
+}
+
+// appendDone carries a store commit result back into the shard's mailbox.
+type appendDone struct {
+	requester *actor.PID
+	req       *irispb.AppendRequest
+	result    storage.AppendResult
+	err       error
+}
+
+// NewShardKind returns the cluster kind that activates shard grains.
+func NewShardKind(cfg *ShardConfig) *protocluster.Kind {
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &shard{
+			cfg:      cfg,
+			sessions: make(map[string][]*actor.PID),
+			owners:   make(map[string]string),
+		}
+	})
+	return protocluster.NewKind(cluster.ShardKind, props)
+}
+
+// Receive handles one message.
+func (s *shard) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *protocluster.ClusterInit:
+		s.identity = msg.Identity.Identity
+		s.self = ctx.Self()
+		s.system = ctx.ActorSystem()
+		s.cfg.Stats.ShardsActive.Add(1)
+		s.system.EventStream.Publish(&ShardActivated{Identity: s.identity})
+	case *actor.Stopping, *actor.Restarting:
+		s.cfg.Stats.ShardsActive.Add(-1)
+	case *irispb.Envelope:
+		s.receiveEnvelope(ctx, msg)
+	case *appendDone:
+		s.finishAppend(ctx, msg)
+	case *Crash:
+		panic(msg.Reason)
+	case *actor.Terminated:
+		s.removeSession(ctx, msg.Who, false)
+	}
+}
+
+func (s *shard) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
+	switch body := env.Body.(type) {
+	case *irispb.Envelope_Append:
+		s.startAppend(ctx, body.Append)
+	case *irispb.Envelope_Ack:
+		s.ack(body.Ack)
+	case *irispb.Envelope_Register:
+		s.register(ctx, body.Register)
+	case *irispb.Envelope_Unregister:
+		if pid := toPID(body.Unregister.Session); pid != nil {
+			s.removeSession(ctx, pid, true)
+		}
+	case *irispb.Envelope_Fetch:
+		s.fetch(ctx, body.Fetch)
+	case *irispb.Envelope_Status:
+		s.status(ctx, body.Status)
+	case *irispb.Envelope_Refresh:
+		s.refresh(ctx, body.Refresh)
+	}
+}
+
+func (s *shard) startAppend(ctx actor.Context, req *irispb.AppendRequest) {
+	requester := ctx.Sender()
+	self, system := s.self, s.system
+
+	sreq := storage.AppendRequest{
+		User:   req.User,
+		Kind:   uint8(req.Kind),
+		Sender: req.Sender,
+		TimeMS: req.TimeMs,
+		Body:   req.Body,
+	}
+	if req.Dedup {
+		sreq.Dedup = &storage.DedupKey{Sender: req.Sender, Scope: req.DedupScope, ID: req.DedupId}
+	}
+
+	// The callback runs on the store's commit goroutine: it only posts the
+	// result back to this shard, which owns the session lists.
+	s.cfg.Store.Append(sreq, func(res storage.AppendResult, err error) {
+		system.Root.Send(self, &appendDone{requester: requester, req: req, result: res, err: err})
+	})
+}
+
+func (s *shard) finishAppend(ctx actor.Context, done *appendDone) {
+	reply := &irispb.AppendReply{Ref: done.req.Ref}
+	if done.err != nil {
+		reply.Error = storeErrorReason(done.err)
+		s.cfg.Stats.Rejected.Add(1)
+		if reply.Error == reasonStoreFailed {
+			s.cfg.Logger.Warn("append failed", "shard", s.identity, "user", done.req.User, "err", done.err)
+		}
+	} else {
+		reply.Seq, reply.Tag, reply.Duplicate = done.result.Seq, done.result.Tag, done.result.Duplicate
+	}
+	if done.requester != nil {
+		ctx.Send(done.requester, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_AppendReply{AppendReply: reply}})
+	}
+	if done.err != nil || done.result.Duplicate {
+		if done.result.Duplicate {
+			s.cfg.Stats.Deduplicated.Add(1)
+		}
+		return
+	}
+
+	s.cfg.Stats.Appended.Add(1)
+	live := s.sessions[done.req.User]
+	if len(live) == 0 {
+		return
+	}
+	deliver := &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Deliver{Deliver: &irispb.Deliver{
+		User: done.req.User,
+		Entry: &irispb.Entry{
+			Seq:    done.result.Seq,
+			Tag:    done.result.Tag,
+			Kind:   done.req.Kind,
+			Sender: done.req.Sender,
+			TimeMs: done.req.TimeMs,
+			Body:   done.req.Body,
+		},
+	}}}
+	for _, pid := range live {
+		ctx.Send(pid, deliver)
+	}
+}
+
+func (s *shard) ack(req *irispb.AckRequest) {
+	for _, item := range req.Items {
+		s.cfg.Store.Ack(req.User, item.Seq, item.Tag)
+	}
+	if req.UpTo > 0 {
+		s.cfg.Store.AckUpTo(req.User, req.UpTo)
+	}
+	s.cfg.Stats.Acked.Add(uint64(len(req.Items)))
+}
+
+func (s *shard) register(ctx actor.Context, req *irispb.RegisterRequest) {
+	pid := toPID(req.Session)
+	if pid == nil {
+		return
+	}
+	s.addSession(ctx, req.User, pid)
+	ctx.Respond(&irispb.Envelope{Version: 1, Body: &irispb.Envelope_RegisterReply{
+		RegisterReply: &irispb.RegisterReply{User: req.User},
+	}})
+}
+
+// addSession records a live session of user and watches it. It reports
+// false when the session was already known.
+func (s *shard) addSession(ctx actor.Context, user string, pid *actor.PID) bool {
+	key := pid.String()
+	if _, known := s.owners[key]; known {
+		return false
+	}
+	s.owners[key] = user
+	s.sessions[user] = append(s.sessions[user], pid)
+	ctx.Watch(pid)
+	return true
+}
+
+// refresh re-adds an edge's live sessions. A session this shard did not
+// know was registered with an earlier incarnation of it, whose pushes may
+// have been lost: it is told to read its inbox again.
+func (s *shard) refresh(ctx actor.Context, req *irispb.RefreshRequest) {
+	for _, r := range req.Registrations {
+		pid := toPID(r.Session)
+		if pid == nil || !s.addSession(ctx, r.User, pid) {
+			continue
+		}
+		ctx.Send(pid, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Resync{Resync: &irispb.Resync{User: r.User}}})
+	}
+}
+
+// removeSession forgets a session. When it was the user's last one, the user
+// goes offline and the store records the time as last seen.
+func (s *shard) removeSession(ctx actor.Context, pid *actor.PID, unwatch bool) {
+	key := pid.String()
+	user, known := s.owners[key]
+	if !known {
+		return
+	}
+	delete(s.owners, key)
+	if unwatch {
+		ctx.Unwatch(pid)
+	}
+
+	live := s.sessions[user]
+	for i, p := range live {
+		if p.Equal(pid) {
+			live = append(live[:i], live[i+1:]...)
+			break
+		}
+	}
+	if len(live) > 0 {
+		s.sessions[user] = live
+		return
+	}
+	delete(s.sessions, user)
+	s.cfg.Store.SetLastSeen(user, uint64(time.Now().Unix()))
+}
+
+func (s *shard) fetch(ctx actor.Context, req *irispb.FetchRequest) {
+	limit := int(req.Limit)
+	if limit <= 0 || limit > s.cfg.MaxPage {
+		limit = s.cfg.MaxPage
+	}
+	reply := &irispb.FetchReply{Ref: req.Ref}
+
+	entries, err := s.cfg.Store.Inbox(req.User, req.AfterSeq, limit)
+	if err != nil {
+		s.cfg.Logger.Warn("inbox read failed", "shard", s.identity, "user", req.User, "err", err)
+		reply.Error = reasonStoreFailed
+	}
+	reply.Entries = make([]*irispb.Entry, len(entries))
+	for i, e := range entries {
+		reply.Entries[i] = &irispb.Entry{Seq: e.Seq, Tag: e.Tag, Kind: uint32(e.Kind), Sender: e.Sender, TimeMs: e.TimeMS, Body: e.Body}
+	}
+	reply.More = len(entries) == limit
+	ctx.Respond(&irispb.Envelope{Version: 1, Body: &irispb.Envelope_FetchReply{FetchReply: reply}})
+}
+
+func (s *shard) status(ctx actor.Context, req *irispb.StatusRequest) {
+	reply := &irispb.StatusReply{Ref: req.Ref, User: req.User}
+	if len(s.sessions[req.User]) > 0 {
+		reply.Online = true
+	} else if sec, ok, err := s.cfg.Store.LastSeen(req.User); err == nil && ok {
+		reply.LastSeen = sec
+	}
+	ctx.Respond(&irispb.Envelope{Version: 1, Body: &irispb.Envelope_StatusReply{StatusReply: reply}})
+}
+
+func toPID(p *irispb.Pid) *actor.PID {
+	if p == nil || p.Id == "" {
+		return nil
+	}
+	return actor.NewPID(p.Address, p.Id)
+}
+
+func fromPID(p *actor.PID) *irispb.Pid {
+	return &irispb.Pid{Address: p.Address, Id: p.Id}
+}

@@ -1,0 +1,32 @@
+package actors
+
+import "sync/atomic"
+
+// Stats counts what the actors of one node do. All fields are safe for
+// concurrent use; the admin server reads them for /stats and /metrics.
+type Stats struct {
+	SessionsTCP  atomic.Int64 // live sessions on the TCP listener
+	SessionsWS   atomic.Int64 // live sessions on the WebSocket listener
+	ShardsActive atomic.Int64 // shard grains activated on this node
+
+	Received     atomic.Uint64 // messages received from clients
+	Appended     atomic.Uint64 // messages stored in an inbox
+	Deduplicated atomic.Uint64 // repeated v2 sends answered from the dedup record
+	Delivered    atomic.Uint64 // deliveries written to a client, first attempt
+	Redelivered  atomic.Uint64 // deliveries written again after a timeout
+	Acked        atomic.Uint64 // v1 acknowledgements (v2 cumulative ones count once)
+	Rejected     atomic.Uint64 // sends answered with an error
+	RateLimited  atomic.Uint64 // sends refused by the rate limiter
+	BadFrames    atomic.Uint64 // frames answered with 0xFE
+	Routed       atomic.Uint64 // envelopes forwarded by routers
+	RouteFailed  atomic.Uint64 // envelopes a router could not place
+	LoginsOK     atomic.Uint64
+	LoginsFailed atomic.Uint64
+}
+
+// Crash makes the actor that receives it panic with Reason. It is the
+// fault-injection hook that supervision tests use, in the way OTP tests kill
+// a process with exit(Pid, kill). It is a plain Go type, not a protobuf
+// message, so it can be sent only from inside the node, never from a
+// client or another node.
+type Crash struct{ Reason string }

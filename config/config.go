@@ -1,0 +1,269 @@
+// Package config defines the settings of an Iris node: typed structs, their
+// defaults, validation, and loading from four layers. Each layer overrides the
+// one before it: the embedded iris.yaml (the defaults), a YAML file, environment
+// variables named IRIS_<SECTION>_<KEY>, and command-line flags.
+//
+// This is the only package that imports viper. The rest of the server receives
+// a validated *Config and never reads the environment or files itself.
+package config
+
+import (
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+)
+
+// Config contains every setting of one node. The yaml tags are the keys of
+// the configuration file, and a key's environment variable is IRIS_ followed
+// by the section and the key in upper case, for example IRIS_EDGE_TCP_ADDR.
+type Config struct {
+	Node    Node    `yaml:"node"`
+	Log     Log     `yaml:"log"`
+	Edge    Edge    `yaml:"edge"`
+	Admin   Admin   `yaml:"admin"`
+	Auth    Auth    `yaml:"auth"`
+	Limits  Limits  `yaml:"limits"`
+	Store   Store   `yaml:"store"`
+	Cluster Cluster `yaml:"cluster"`
+	Router  Router  `yaml:"router"`
+}
+
+// Role is the set of services a node runs.
+type Role string
+
+// Node roles. RoleAll runs everything in one process.
+const (
+	RoleAll  Role = "all"
+	RoleCore Role = "core"
+	RoleEdge Role = "edge"
+)
+
+// RunsEdge reports whether the role serves clients: the TCP and WebSocket
+// listeners, sessions and routers.
+func (r Role) RunsEdge() bool { return r == RoleAll || r == RoleEdge }
+
+// RunsCore reports whether the role hosts shards, groups and the store.
+func (r Role) RunsCore() bool { return r == RoleAll || r == RoleCore }
+
+// Node contains the identity and storage location of this process.
+type Node struct {
+	// Role is all, core or edge. Default all.
+	Role Role `yaml:"role"`
+	// DataDir is the directory of the durable store. Default "./data".
+	DataDir string `yaml:"data_dir"`
+	// Name identifies the node, for example in logs. Default: the host
+	// name, filled in by Load and Default when the value is empty.
+	Name string `yaml:"name"`
+}
+
+// Log contains the settings of the slog logger.
+type Log struct {
+	// Level is the minimum level written: debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text (one key=value line per record) or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// Edge contains the settings of the client listeners and sessions.
+type Edge struct {
+	// TCPAddr is the host:port of the TCP listener. Default ":8085".
+	TCPAddr string `yaml:"tcp_addr"`
+	// WSAddr is the host:port of the WebSocket listener. Default ":8086".
+	WSAddr string `yaml:"ws_addr"`
+	// WSPath is the HTTP path that upgrades to WebSocket. Default "/ws".
+	WSPath string `yaml:"ws_path"`
+	// LoginTimeout is how long a connection may stay open without logging in
+	// before the server closes it. Default 10s.
+	LoginTimeout time.Duration `yaml:"login_timeout"`
+	// RedeliveryTimeout is how long a delivery may stay unacknowledged before
+	// the server sends it again on the same connection. Default 5s.
+	RedeliveryTimeout time.Duration `yaml:"redelivery_timeout"`
+	// WriteTimeout is the deadline of one write to a client. Default 10s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout is how long a connection may send nothing before the
+	// server closes it. Default 0, which means never.
+	// TODO: no listener reads this setting yet, so idle connections stay open.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// Admin contains the settings of the admin HTTP server (dashboard, /stats,
+// /metrics, /healthz).
+type Admin struct {
+	// Addr is the host:port of the admin HTTP server. Default ":9090".
+	Addr string `yaml:"addr"`
+}
+
+// Auth contains the settings of JWT login.
+type Auth struct {
+	// Required rejects logins without a valid token. Default false.
+	Required bool `yaml:"required"`
+	// JWTSecret is the HMAC key that signs and verifies tokens. When set, it
+	// needs at least 32 bytes, or 48 with HS384 and 64 with HS512 in
+	// Algorithms. Default empty, which disables token checks.
+	JWTSecret Secret `yaml:"jwt_secret"`
+	// Issuer is the required iss claim. Default empty, which skips the check.
+	Issuer string `yaml:"issuer"`
+	// Algorithms are the accepted JWT signing algorithms, out of HS256,
+	// HS384 and HS512. Default [HS256].
+	Algorithms []string `yaml:"algorithms"`
+}
+
+// Limits contains size and rate limits on client input. Sizes are in bytes.
+type Limits struct {
+	// UserName is the maximum length of a user name. Default 256.
+	UserName int `yaml:"user_name"`
+	// Target is the maximum length of a message's target name. Default 256.
+	Target int `yaml:"target"`
+	// Message is the maximum size of a message body. Default 65536.
+	Message int `yaml:"message"`
+	// CBOR is the maximum size of a CBOR payload. Default 262144.
+	CBOR int `yaml:"cbor"`
+	// KeyBundle is the maximum size of an E2EE key bundle upload. Default 8192.
+	KeyBundle int `yaml:"key_bundle"`
+	// E2EEHeader is the maximum size of an E2EE message header. Default 1024.
+	E2EEHeader int `yaml:"e2ee_header"`
+	// BatchBytes is the maximum size of a batch send's blob. Default 1048576.
+	BatchBytes int `yaml:"batch_bytes"`
+	// BatchEntries is the maximum number of messages in a batch send. Default 1000.
+	BatchEntries int `yaml:"batch_entries"`
+	// ReceiveBuffer is the maximum number of unparsed bytes buffered per
+	// connection. Default 1048576.
+	ReceiveBuffer int `yaml:"receive_buffer"`
+	// SendRate is the number of messages per second a user may send in
+	// steady state. Default 100.
+	SendRate int `yaml:"send_rate"`
+	// SendBurst is the number of messages a user may send at once above the
+	// steady rate. Default 500.
+	SendBurst int `yaml:"send_burst"`
+	// GroupSize is the maximum number of members of a group. Default 256.
+	GroupSize int `yaml:"group_size"`
+	// Inbox is the maximum number of unacknowledged entries in one user's
+	// inbox. A send to a full inbox is rejected. Default 10000.
+	Inbox int `yaml:"inbox"`
+}
+
+// Store contains the settings of the durable store.
+type Store struct {
+	// DedupWindow is how long a (sender, client id) pair is remembered so a
+	// repeated send is not stored twice. Default 10m.
+	DedupWindow time.Duration `yaml:"dedup_window"`
+	// GroupCommitMax is the maximum number of operations written per fsync
+	// (or per replicated log entry). Default 2048.
+	GroupCommitMax int `yaml:"group_commit_max"`
+}
+
+// Cluster contains the settings of cluster membership and requests between nodes.
+type Cluster struct {
+	// Name is the cluster name. Nodes join only a cluster of the same name.
+	// Default "iris".
+	Name string `yaml:"name"`
+	// Host is the address that other nodes use to reach this one. Default "127.0.0.1".
+	Host string `yaml:"host"`
+	// Port is the cluster port. Default 0, which picks any free port.
+	Port int `yaml:"port"`
+	// Shards is the number of shards that users are hashed into. Every node
+	// of a cluster needs the same value. Default 256.
+	Shards int `yaml:"shards"`
+	// RequestTimeout is the deadline of one request to another node. Default 5s.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+}
+
+// Router contains the settings of the message routers on an edge.
+type Router struct {
+	// PoolSize is the number of router actors. Default 0, which means
+	// 2 × GOMAXPROCS (see EffectivePoolSize).
+	PoolSize int `yaml:"pool_size"`
+}
+
+// EffectivePoolSize returns PoolSize, or 2 × GOMAXPROCS when PoolSize is 0.
+func (r Router) EffectivePoolSize() int {
+	if r.PoolSize > 0 {
+		return r.PoolSize
+	}
+	return 2 * runtime.GOMAXPROCS(0)
+}
+
+// Secret is a string that fmt and slog print as [redacted], so a logged or
+// printed Config does not leak it. Convert it with string(s) or []byte(s).
+type Secret string
+
+const redacted = "[redacted]"
+
+// String returns [redacted], or "" when the secret is empty.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString hides the secret from the %#v verb too.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue hides the secret from slog.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText hides the secret from encoders such as encoding/json.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Default returns the built-in configuration. It equals what Load returns
+// with no file, no IRIS_ environment variables and no flags, and a test keeps
+// it equal to the embedded iris.yaml.
+func Default() *Config {
+	cfg := &Config{
+		Node: Node{Role: RoleAll, DataDir: "./data"},
+		Log:  Log{Level: "info", Format: "text"},
+		Edge: Edge{
+			TCPAddr:           ":8085",
+			WSAddr:            ":8086",
+			WSPath:            "/ws",
+			LoginTimeout:      10 * time.Second,
+			RedeliveryTimeout: 5 * time.Second,
+			WriteTimeout:      10 * time.Second,
+		},
+		Admin: Admin{Addr: ":9090"},
+		Auth:  Auth{Algorithms: []string{"HS256"}},
+		Limits: Limits{
+			UserName:      256,
+			Target:        256,
+			Message:       65536,
+			CBOR:          262144,
+			KeyBundle:     8192,
+			E2EEHeader:    1024,
+			BatchBytes:    1048576,
+			BatchEntries:  1000,
+			ReceiveBuffer: 1048576,
+			SendRate:      100,
+			SendBurst:     500,
+			GroupSize:     256,
+			Inbox:         10000,
+		},
+		Store: Store{DedupWindow: 10 * time.Minute, GroupCommitMax: 2048},
+		Cluster: Cluster{
+			Name:           "iris",
+			Host:           "127.0.0.1",
+			Shards:         256,
+			RequestTimeout: 5 * time.Second,
+		},
+	}
+	cfg.fillDerived()
+	return cfg
+}
+
+// fillDerived sets values whose default depends on the machine.
+func (c *Config) fillDerived() {
+	if c.Node.Name == "" {
+		c.Node.Name = hostName()
+	}
+}
+
+func hostName() string {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		// NOTE: every node without a host name gets this same name, so set
+		// node.name on such machines.
+		return "iris-node"
+	}
+	return name
+}

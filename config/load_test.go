@@ -1,0 +1,446 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// clearEnv blanks every IRIS_ variable for the test. Load treats an empty
+// variable as unset, so the machine's environment cannot leak in.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, s := range settings {
+		t.Setenv(EnvVar(s.key), "")
+	}
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// keyErrors returns the KeyErrors inside err, failing the test when err is
+// not a *ValidationError.
+func keyErrors(t *testing.T, err error) []*KeyError {
+	t.Helper()
+	if err == nil {
+		t.Fatal("got no error")
+	}
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("error %q (%T) is not a *ValidationError", err, err)
+	}
+	return ve.Errors
+}
+
+func findKeyError(list []*KeyError, key string) *KeyError {
+	for _, ke := range list {
+		if ke.Key == key {
+			return ke
+		}
+	}
+	return nil
+}
+
+const testSecret = "0123456789abcdef0123456789abcdef" // 32 bytes
+
+func TestDefaultEqualsEmbeddedFile(t *testing.T) {
+	clearEnv(t)
+	loaded, err := Load(LoadOptions{})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if want := Default(); !reflect.DeepEqual(loaded, want) {
+		t.Errorf("Load() with no file differs from Default():\n got %+v\nwant %+v", loaded, want)
+	}
+}
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEmbeddedFileDocumentsEveryKey(t *testing.T) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(defaultsYAML, &doc); err != nil {
+		t.Fatal(err)
+	}
+	documented := make(map[string]bool)
+	root := doc.Content[0]
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		section, body := root.Content[i], root.Content[i+1]
+		for j := 0; j+1 < len(body.Content); j += 2 {
+			key := body.Content[j]
+			comment := strings.TrimSpace(key.HeadComment + key.LineComment)
+			documented[section.Value+"."+key.Value] = comment != ""
+		}
+	}
+
+	for _, s := range settings {
+		hasComment, present := documented[s.key]
+		if !present {
+			t.Errorf("%s is missing from iris.yaml", s.key)
+		} else if !hasComment {
+			t.Errorf("%s has no comment in iris.yaml", s.key)
+		}
+	}
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	clearEnv(t)
+	file := writeFile(t, "iris.yaml", `
+node:
+  data_dir: /from/file
+edge:
+  tcp_addr: "127.0.0.1:7001"
+  ws_addr: "127.0.0.1:7002"
+admin:
+  addr: "127.0.0.1:7003"
+`)
+	t.Setenv("IRIS_EDGE_WS_ADDR", "127.0.0.1:8002")
+	t.Setenv("IRIS_ADMIN_ADDR", "127.0.0.1:8003")
+
+	cfg, err := Load(LoadOptions{
+		File:      file,
+		Overrides: []Override{{Key: "admin.addr", Value: "127.0.0.1:9003", Flag: "--admin-addr"}},
+	})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+
+	if got, want := cfg.Edge.TCPAddr, "127.0.0.1:7001"; got != want {
+		t.Errorf("edge.tcp_addr = %q, want %q from the file", got, want)
+	}
+	if got, want := cfg.Edge.WSAddr, "127.0.0.1:8002"; got != want {
+		t.Errorf("edge.ws_addr = %q, want %q from the environment", got, want)
+	}
+	if got, want := cfg.Admin.Addr, "127.0.0.1:9003"; got != want {
+		t.Errorf("admin.addr = %q, want %q from the flag", got, want)
+	}
+	if got, want := cfg.Node.DataDir, "/from/file"; got != want {
+		t.Errorf("node.data_dir = %q, want %q from the file", got, want)
+	}
+	if got, want := cfg.Edge.WSPath, Default().Edge.WSPath; got != want {
+		t.Errorf("edge.ws_path = %q, want default %q", got, want)
+	}
+}
+
+func TestLoadFlagOverridesEnvironment(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("IRIS_NODE_ROLE", "core")
+	t.Setenv("IRIS_LOG_LEVEL", "debug")
+
+	cfg, err := Load(LoadOptions{Overrides: []Override{{Key: "node.role", Value: "edge", Flag: "--role"}}})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg.Node.Role != RoleEdge {
+		t.Errorf("node.role = %q, want edge from the flag", cfg.Node.Role)
+	}
+	if cfg.Log.Level != "debug" {
+		t.Errorf("log.level = %q, want debug from the environment", cfg.Log.Level)
+	}
+}
+
+func TestLoadEnvironmentTypes(t *testing.T) {
+	clearEnv(t)
+	secret := strings.Repeat("s", 64)
+	t.Setenv("IRIS_AUTH_JWT_SECRET", secret)
+	t.Setenv("IRIS_AUTH_REQUIRED", "true")
+	t.Setenv("IRIS_AUTH_ALGORITHMS", "HS256, HS512")
+	t.Setenv("IRIS_EDGE_TCP_ADDR", "127.0.0.2:0")
+	t.Setenv("IRIS_EDGE_LOGIN_TIMEOUT", "3s")
+	t.Setenv("IRIS_NODE_DATA_DIR", "/tmp/iris-env")
+	t.Setenv("IRIS_LIMITS_MESSAGE", "1000")
+	t.Setenv("IRIS_CLUSTER_SHARDS", "16")
+
+	cfg, err := Load(LoadOptions{})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if string(cfg.Auth.JWTSecret) != secret {
+		t.Error("auth.jwt_secret not taken from IRIS_AUTH_JWT_SECRET")
+	}
+	if !cfg.Auth.Required {
+		t.Error("auth.required = false, want true")
+	}
+	if want := []string{"HS256", "HS512"}; !slices.Equal(cfg.Auth.Algorithms, want) {
+		t.Errorf("auth.algorithms = %q, want %q", cfg.Auth.Algorithms, want)
+	}
+	if cfg.Edge.TCPAddr != "127.0.0.2:0" {
+		t.Errorf("edge.tcp_addr = %q", cfg.Edge.TCPAddr)
+	}
+	if cfg.Edge.LoginTimeout != 3*time.Second {
+		t.Errorf("edge.login_timeout = %s, want 3s", cfg.Edge.LoginTimeout)
+	}
+	if cfg.Node.DataDir != "/tmp/iris-env" {
+		t.Errorf("node.data_dir = %q", cfg.Node.DataDir)
+	}
+	if cfg.Limits.Message != 1000 {
+		t.Errorf("limits.message = %d, want 1000", cfg.Limits.Message)
+	}
+	if cfg.Cluster.Shards != 16 {
+		t.Errorf("cluster.shards = %d, want 16", cfg.Cluster.Shards)
+	}
+}
+
+func TestEnvVarNames(t *testing.T) {
+	cases := map[string]string{
+		"auth.jwt_secret": "IRIS_AUTH_JWT_SECRET",
+		"edge.tcp_addr":   "IRIS_EDGE_TCP_ADDR",
+		"node.data_dir":   "IRIS_NODE_DATA_DIR",
+	}
+	for key, want := range cases {
+		if got := EnvVar(key); got != want {
+			t.Errorf("EnvVar(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestLoadUnknownKeys(t *testing.T) {
+	clearEnv(t)
+	cases := []struct {
+		name       string
+		content    string
+		key        string
+		line       int
+		suggestion string
+	}{
+		{"typo in key", "edge:\n  tcp_adr: \":1\"\n", "edge.tcp_adr", 2, "edge.tcp_addr"},
+		{"key in wrong section", "node:\n  role: all\nedge:\n  addr: \":1\"\n", "edge.addr", 4, "admin.addr"},
+		{"dash instead of underscore", "auth:\n  jwt-secret: x\n", "auth.jwt-secret", 2, "auth.jwt_secret"},
+		{"unknown section", "metrics:\n  enabled: true\n", "metrics", 1, ""},
+		{"key at top level", "tcp_addr: \":1\"\n", "tcp_addr", 1, "edge.tcp_addr"},
+		{"upper case key", "Edge:\n  tcp_addr: \":1\"\n", "Edge", 1, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeFile(t, "bad.yaml", tc.content)
+			_, err := Load(LoadOptions{File: file})
+			list := keyErrors(t, err)
+
+			ke := findKeyError(list, tc.key)
+			if ke == nil {
+				t.Fatalf("no error for key %q in %q", tc.key, err)
+			}
+			if !errors.Is(ke, ErrUnknownKey) {
+				t.Errorf("error %q does not wrap ErrUnknownKey", ke)
+			}
+			wantSource := file + ":" + strconv.Itoa(tc.line)
+			if ke.Source != wantSource {
+				t.Errorf("source = %q, want %q", ke.Source, wantSource)
+			}
+			if !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), file) {
+				t.Errorf("message %q does not name the key and the file", err)
+			}
+			if tc.suggestion != "" && !strings.Contains(ke.Error(), "did you mean "+tc.suggestion) {
+				t.Errorf("message %q does not suggest %s", ke, tc.suggestion)
+			}
+		})
+	}
+}
+
+func TestLoadUnknownOverrideKey(t *testing.T) {
+	clearEnv(t)
+	_, err := Load(LoadOptions{Overrides: []Override{{Key: "edge.port", Value: "1", Flag: "--port"}}})
+	ke := findKeyError(keyErrors(t, err), "edge.port")
+	if ke == nil || !errors.Is(ke, ErrUnknownKey) {
+		t.Fatalf("got %v, want an unknown key error for edge.port", err)
+	}
+	if !strings.Contains(ke.Error(), "--port") {
+		t.Errorf("message %q does not name the flag", ke)
+	}
+}
+
+func TestLoadFileErrorsNameSource(t *testing.T) {
+	clearEnv(t)
+	cases := []struct {
+		name    string
+		content string
+		key     string
+		line    int
+		text    string
+	}{
+		{"bad role", "node:\n  role: boss\n", "node.role", 2, `invalid value "boss"`},
+		{"duration without unit", "edge:\n  login_timeout: 10\n", "edge.login_timeout", 2, "no unit"},
+		{"bad duration", "store:\n  dedup_window: soon\n", "store.dedup_window", 2, `invalid duration "soon"`},
+		{"text for a number", "limits:\n  message: lots\n", "limits.message", 2, "expected an integer"},
+		{"fraction for a number", "limits:\n  inbox: 1.5\n", "limits.inbox", 2, "expected an integer"},
+		{"list for a string", "edge:\n  ws_path: [a, b]\n", "edge.ws_path", 2, "expected a string, found a list"},
+		{"text for a boolean", "auth:\n  required: maybe\n", "auth.required", 2, "expected true or false"},
+		{"number in algorithm list", "auth:\n  algorithms: [HS256, 5]\n", "auth.algorithms", 2, "item 1"},
+		{"section is a scalar", "edge: 5\n", "edge", 1, "expected a mapping"},
+		{"duplicate key", "edge:\n  ws_path: /a\n  ws_path: /b\n", "edge.ws_path", 3, "first defined on line 2"},
+		{"duplicate section", "edge:\n  ws_path: /a\nedge:\n  ws_path: /b\n", "edge", 3, "first defined on line 1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeFile(t, "bad.yaml", tc.content)
+			_, err := Load(LoadOptions{File: file})
+			ke := findKeyError(keyErrors(t, err), tc.key)
+			if ke == nil {
+				t.Fatalf("no error for key %q in %q", tc.key, err)
+			}
+			if want := file + ":" + strconv.Itoa(tc.line); ke.Source != want {
+				t.Errorf("source = %q, want %q", ke.Source, want)
+			}
+			if !strings.Contains(ke.Error(), tc.text) {
+				t.Errorf("message %q does not contain %q", ke, tc.text)
+			}
+		})
+	}
+}
+
+func TestLoadEnvironmentErrorNamesVariable(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("IRIS_EDGE_LOGIN_TIMEOUT", "10")
+	_, err := Load(LoadOptions{})
+	ke := findKeyError(keyErrors(t, err), "edge.login_timeout")
+	if ke == nil {
+		t.Fatalf("no error for edge.login_timeout in %q", err)
+	}
+	if ke.Source != "environment variable IRIS_EDGE_LOGIN_TIMEOUT" {
+		t.Errorf("source = %q", ke.Source)
+	}
+}
+
+func TestLoadFlagErrorNamesFlag(t *testing.T) {
+	clearEnv(t)
+	_, err := Load(LoadOptions{Overrides: []Override{{Key: "edge.tcp_addr", Value: "8085", Flag: "--tcp-addr"}}})
+	ke := findKeyError(keyErrors(t, err), "edge.tcp_addr")
+	if ke == nil {
+		t.Fatalf("no error for edge.tcp_addr in %q", err)
+	}
+	if ke.Source != "flag --tcp-addr" {
+		t.Errorf("source = %q, want flag --tcp-addr", ke.Source)
+	}
+}
+
+func TestLoadNullKeepsDefault(t *testing.T) {
+	clearEnv(t)
+	file := writeFile(t, "nulls.yaml", "edge:\nauth:\n  issuer:\n  required: false\n")
+	cfg, err := Load(LoadOptions{File: file})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if want := Default(); !reflect.DeepEqual(cfg, want) {
+		t.Errorf("null values changed the configuration:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestLoadEmptyFile(t *testing.T) {
+	clearEnv(t)
+	cfg, err := Load(LoadOptions{File: writeFile(t, "empty.yaml", "# nothing set\n")})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if !reflect.DeepEqual(cfg, Default()) {
+		t.Error("an empty file changed the configuration")
+	}
+}
+
+func TestLoadFileProblems(t *testing.T) {
+	clearEnv(t)
+
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	if _, err := Load(LoadOptions{File: missing}); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("missing file: got %v, want an error naming %s", err, missing)
+	}
+
+	syntax := writeFile(t, "syntax.yaml", "edge:\n  tcp_addr: [\n")
+	if _, err := Load(LoadOptions{File: syntax}); err == nil || !strings.Contains(err.Error(), syntax) {
+		t.Errorf("YAML syntax error: got %v, want an error naming %s", err, syntax)
+	}
+
+	list := writeFile(t, "list.yaml", "- node\n- edge\n")
+	if _, err := Load(LoadOptions{File: list}); err == nil || !strings.Contains(err.Error(), "expected sections") {
+		t.Errorf("top-level list: got %v, want an error about sections", err)
+	}
+}
+
+func TestLoadFillsNodeName(t *testing.T) {
+	clearEnv(t)
+	host := hostName() // os.Hostname, or a fixed name when the machine has none
+
+	cfg, err := Load(LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Node.Name != host {
+		t.Errorf("node.name = %q, want the host name %q", cfg.Node.Name, host)
+	}
+
+	t.Setenv("IRIS_NODE_NAME", "edge-7")
+	cfg, err = Load(LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Node.Name != "edge-7" {
+		t.Errorf("node.name = %q, want edge-7", cfg.Node.Name)
+	}
+}
+
+func TestProductionExampleLoads(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("IRIS_AUTH_JWT_SECRET", testSecret)
+
+	cfg, err := Load(LoadOptions{File: "prod.yaml"})
+	if err != nil {
+		t.Fatalf("Load prod.yaml: %v", err)
+	}
+	if !cfg.Auth.Required {
+		t.Error("auth.required = false, want true")
+	}
+	if cfg.Log.Format != "json" {
+		t.Errorf("log.format = %q, want json", cfg.Log.Format)
+	}
+	if cfg.Node.DataDir != "/var/lib/iris" {
+		t.Errorf("node.data_dir = %q, want /var/lib/iris", cfg.Node.DataDir)
+	}
+}
+
+func TestProductionExampleNeedsSecret(t *testing.T) {
+	clearEnv(t)
+	_, err := Load(LoadOptions{File: "prod.yaml"})
+	ke := findKeyError(keyErrors(t, err), "auth.jwt_secret")
+	if ke == nil {
+		t.Fatalf("got %v, want an error for auth.jwt_secret", err)
+	}
+	if !strings.Contains(ke.Error(), "IRIS_AUTH_JWT_SECRET") {
+		t.Errorf("message %q does not say how to set the secret", ke)
+	}
+}
+
+func TestLoadReportsEveryBadKey(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("IRIS_EDGE_LOGIN_TIMEOUT", "10")
+	t.Setenv("IRIS_LOG_LEVEL", "loud")
+	_, err := Load(LoadOptions{Overrides: []Override{{Key: "edge.tcp_addr", Value: "8085", Flag: "--tcp-addr"}}})
+	list := keyErrors(t, err)
+
+	for _, key := range []string{"edge.login_timeout", "log.level", "edge.tcp_addr"} {
+		if findKeyError(list, key) == nil {
+			t.Errorf("no error for %s in %q", key, err)
+		}
+	}
+	if len(list) != 3 {
+		t.Errorf("got %d errors, want 3: %q", len(list), err)
+	}
+	if ke := findKeyError(list, "edge.login_timeout"); ke != nil && !strings.Contains(ke.Error(), "has no unit") {
+		t.Errorf("message %q does not say the unit is missing", ke)
+	}
+}

@@ -1,0 +1,283 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// jwtAlgorithms are the accepted values of auth.algorithms, with the shortest
+// secret each one needs. Only HMAC algorithms fit a shared secret. RFC 7518,
+// section 3.2, requires an HMAC key at least as long as the hash output. The
+// sizes equal those of the gateway/auth package, which a test checks.
+var jwtAlgorithms = []string{"HS256", "HS384", "HS512"}
+
+var minSecretBytes = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
+
+// maxLength16 is the largest length that a u16 length field of the wire
+// protocol can carry, so limits on such fields cannot exceed it.
+const maxLength16 = 1<<16 - 1
+
+// KeyError reports an invalid value of one configuration key.
+type KeyError struct {
+	// Key is the dotted key, such as "auth.jwt_secret".
+	Key string
+	// Source is where the value came from: "path/to/file.yaml:12",
+	// "environment variable IRIS_EDGE_TCP_ADDR" or "flag --tcp-addr". It is
+	// empty for built-in defaults and for values set in code.
+	Source string
+	// Err is the problem. It wraps ErrUnknownKey for unknown keys.
+	Err error
+}
+
+// Error returns the key, the problem and, when known, the source.
+func (e *KeyError) Error() string {
+	if e.Source == "" {
+		return e.Key + ": " + e.Err.Error()
+	}
+	return fmt.Sprintf("%s: %v (from %s)", e.Key, e.Err, e.Source)
+}
+
+// Unwrap returns the problem, so errors.Is(err, ErrUnknownKey) works.
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// ValidationError contains every invalid key found by Load or Validate.
+type ValidationError struct {
+	Errors []*KeyError
+}
+
+// Error returns all problems on one line, separated by "; ".
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Errors))
+	for i, ke := range e.Errors {
+		parts[i] = ke.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Unwrap returns the KeyErrors, so errors.As can reach the first one.
+func (e *ValidationError) Unwrap() []error {
+	out := make([]error, len(e.Errors))
+	for i, ke := range e.Errors {
+		out[i] = ke
+	}
+	return out
+}
+
+// Validate checks every setting and returns a *ValidationError that lists
+// all invalid keys, or nil. Load calls it, so a loaded Config needs it again
+// only after changes.
+func (c *Config) Validate() error {
+	return c.validate(nil)
+}
+
+// checker collects KeyErrors, naming the source of each key when it is known.
+type checker struct {
+	sources map[string]string
+	errs    []*KeyError
+}
+
+func (v *checker) fail(key, format string, args ...any) {
+	v.errs = append(v.errs, &KeyError{Key: key, Source: v.sources[key], Err: fmt.Errorf(format, args...)})
+}
+
+func (c *Config) validate(sources map[string]string) error {
+	v := &checker{sources: sources}
+
+	c.validateNode(v)
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+	c.validateEdge(v)
+	v.address("admin.addr", c.Admin.Addr)
+	c.validateAuth(v)
+	c.validateLimits(v)
+	v.positiveDuration("store.dedup_window", c.Store.DedupWindow)
+	v.positive("store.group_commit_max", c.Store.GroupCommitMax)
+	c.validateCluster(v)
+	if c.Router.PoolSize < 0 {
+		v.fail("router.pool_size", "must be 0 (2 × GOMAXPROCS) or more, got %d", c.Router.PoolSize)
+	}
+	c.validatePorts(v)
+
+	if len(v.errs) > 0 {
+		return &ValidationError{Errors: v.errs}
+	}
+	return nil
+}
+
+func (c *Config) validateNode(v *checker) {
+	v.oneOf("node.role", string(c.Node.Role), string(RoleAll), string(RoleCore), string(RoleEdge))
+	if strings.TrimSpace(c.Node.DataDir) == "" {
+		v.fail("node.data_dir", "must not be empty")
+	}
+	if c.Node.Name == "" {
+		v.fail("node.name", "must not be empty")
+	} else if strings.ContainsFunc(c.Node.Name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		v.fail("node.name", "invalid name %q: must not contain spaces or control characters", c.Node.Name)
+	}
+}
+
+func (c *Config) validateEdge(v *checker) {
+	v.address("edge.tcp_addr", c.Edge.TCPAddr)
+	v.address("edge.ws_addr", c.Edge.WSAddr)
+	if !strings.HasPrefix(c.Edge.WSPath, "/") {
+		v.fail("edge.ws_path", "invalid path %q: must start with /", c.Edge.WSPath)
+	}
+	v.positiveDuration("edge.login_timeout", c.Edge.LoginTimeout)
+	v.positiveDuration("edge.redelivery_timeout", c.Edge.RedeliveryTimeout)
+	v.positiveDuration("edge.write_timeout", c.Edge.WriteTimeout)
+	if c.Edge.IdleTimeout < 0 {
+		v.fail("edge.idle_timeout", "must be 0s (never) or more, got %s", c.Edge.IdleTimeout)
+	}
+}
+
+func (c *Config) validateAuth(v *checker) {
+	minSize := minSecretBytes["HS256"]
+	for _, alg := range c.Auth.Algorithms {
+		minSize = max(minSize, minSecretBytes[alg])
+	}
+	secretSize := len(c.Auth.JWTSecret)
+	switch {
+	case secretSize == 0 && c.Auth.Required:
+		v.fail("auth.jwt_secret", "missing, but auth.required is true: set %s to at least %d random bytes",
+			EnvVar("auth.jwt_secret"), minSize)
+	case secretSize > 0 && secretSize < minSize:
+		// The message gives the size only, never the secret.
+		v.fail("auth.jwt_secret", "too short (%d bytes): %s needs at least %d random bytes, for example from: openssl rand -base64 %d",
+			secretSize, strings.Join(c.Auth.Algorithms, ", "), minSize, minSize*3/2)
+	}
+
+	if len(c.Auth.Algorithms) == 0 {
+		v.fail("auth.algorithms", "must list at least one of %s", strings.Join(jwtAlgorithms, ", "))
+	}
+	for _, alg := range c.Auth.Algorithms {
+		switch {
+		case strings.EqualFold(alg, "none"):
+			v.fail("auth.algorithms", "algorithm %q is rejected because it accepts unsigned tokens", alg)
+		case !slices.Contains(jwtAlgorithms, alg):
+			v.fail("auth.algorithms", "unsupported algorithm %q: expected %s, because tokens are signed with the shared auth.jwt_secret",
+				alg, strings.Join(jwtAlgorithms, ", "))
+		}
+	}
+}
+
+// validateLimits requires every limit to be positive. Limits whose value
+// travels in a u16 length field are also capped at 65535.
+func (c *Config) validateLimits(v *checker) {
+	limits := reflect.ValueOf(c.Limits)
+	for _, s := range settings {
+		if !strings.HasPrefix(s.key, "limits.") {
+			continue
+		}
+		v.positive(s.key, int(limits.Field(s.index[1]).Int()))
+	}
+
+	for _, limit := range []struct {
+		key   string
+		value int
+	}{
+		{"limits.user_name", c.Limits.UserName},
+		{"limits.target", c.Limits.Target},
+		{"limits.e2ee_header", c.Limits.E2EEHeader},
+	} {
+		if limit.value > maxLength16 {
+			v.fail(limit.key, "%d exceeds %d, the largest length a u16 length field of the wire protocol can carry",
+				limit.value, maxLength16)
+		}
+	}
+}
+
+func (c *Config) validateCluster(v *checker) {
+	if strings.TrimSpace(c.Cluster.Name) == "" {
+		v.fail("cluster.name", "must not be empty")
+	}
+	if strings.TrimSpace(c.Cluster.Host) == "" {
+		v.fail("cluster.host", "must not be empty: set the address other nodes use to reach this one")
+	}
+	if c.Cluster.Port < 0 || c.Cluster.Port > 65535 {
+		v.fail("cluster.port", "invalid port %d: must be 0 (any free port) to 65535", c.Cluster.Port)
+	}
+	if c.Cluster.Shards < 1 || c.Cluster.Shards > 65536 {
+		v.fail("cluster.shards", "must be 1 to 65536, got %d", c.Cluster.Shards)
+	}
+	v.positiveDuration("cluster.request_timeout", c.Cluster.RequestTimeout)
+}
+
+// validatePorts rejects two listeners on the same fixed port and
+// overlapping hosts, which would otherwise fail only at bind time. Edge
+// listeners count only when the role starts them.
+func (c *Config) validatePorts(v *checker) {
+	type listener struct {
+		key, host string
+		port      int
+	}
+	var listeners []listener
+	add := func(key, addr string) {
+		host, portText, err := net.SplitHostPort(addr)
+		if err != nil {
+			return // already reported by address()
+		}
+		if port, err := strconv.Atoi(portText); err == nil && port != 0 {
+			listeners = append(listeners, listener{key, host, port})
+		}
+	}
+	if c.Node.Role.RunsEdge() {
+		add("edge.tcp_addr", c.Edge.TCPAddr)
+		add("edge.ws_addr", c.Edge.WSAddr)
+	}
+	add("admin.addr", c.Admin.Addr)
+	if c.Cluster.Port != 0 {
+		listeners = append(listeners, listener{"cluster.port", c.Cluster.Host, c.Cluster.Port})
+	}
+
+	for i, later := range listeners {
+		for _, earlier := range listeners[:i] {
+			if later.port == earlier.port && hostsOverlap(later.host, earlier.host) {
+				v.fail(later.key, "port %d is already used by %s", later.port, earlier.key)
+				break
+			}
+		}
+	}
+}
+
+func hostsOverlap(a, b string) bool {
+	wildcard := func(host string) bool { return host == "" || host == "0.0.0.0" || host == "::" }
+	return a == b || wildcard(a) || wildcard(b)
+}
+
+func (v *checker) oneOf(key, value string, allowed ...string) {
+	if !slices.Contains(allowed, value) {
+		v.fail(key, "invalid value %q: expected one of %s", value, strings.Join(allowed, ", "))
+	}
+}
+
+func (v *checker) positive(key string, n int) {
+	if n <= 0 {
+		v.fail(key, "must be greater than 0, got %d", n)
+	}
+}
+
+func (v *checker) positiveDuration(key string, d time.Duration) {
+	if d <= 0 {
+		v.fail(key, "must be greater than 0s, got %s", d)
+	}
+}
+
+// address requires host:port with a numeric port. The host may be empty,
+// which listens on all interfaces, and port 0 picks any free port.
+func (v *checker) address(key, addr string) {
+	_, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.fail(key, "invalid address %q: expected host:port, such as :8085 or 127.0.0.1:8085", addr)
+		return
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		v.fail(key, "invalid port %q in %q: expected a number from 0 to 65535", portText, addr)
+	}
+}

@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/iris-im/iris/actors"
+)
+
+// tcpConn is a client connection on the TCP listener.
+type tcpConn struct {
+	c            net.Conn
+	writeTimeout time.Duration
+	closeOnce    sync.Once
+	closed       chan struct{} // closed by Close; releases the read loop
+}
+
+func newTCPConn(c net.Conn, writeTimeout time.Duration) *tcpConn {
+	return &tcpConn{c: c, writeTimeout: writeTimeout, closed: make(chan struct{})}
+}
+
+func (t *tcpConn) Write(frames []byte) error {
+	if err := t.c.SetWriteDeadline(time.Now().Add(t.writeTimeout)); err != nil {
+		return err
+	}
+	_, err := t.c.Write(frames)
+	return err
+}
+
+func (t *tcpConn) Close() error {
+	t.closeOnce.Do(func() { close(t.closed) })
+	return t.c.Close()
+}
+
+func (t *tcpConn) RemoteAddr() string { return t.c.RemoteAddr().String() }
+func (t *tcpConn) Transport() string  { return "tcp" }
+
+// acceptTCP accepts connections until stop is closed. Temporary accept
+// errors (such as running out of file descriptors) are retried with a
+// growing pause; any other error ends the loop and is returned.
+func acceptTCP(cfg *ListenerConfig, ln net.Listener, stop <-chan struct{}) error {
+	var pause time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-stop:
+				return nil
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			cfg.Logger.Warn("tcp accept failed; retrying", "err", err, "pause", pause)
+			time.Sleep(pause)
+			continue
+		}
+		pause = 0
+		go serveTCP(cfg, c)
+	}
+}
+
+// serveTCP starts the session of one connection and feeds it what the
+// client sends, one read at a time.
+func serveTCP(cfg *ListenerConfig, c net.Conn) {
+	conn := newTCPConn(c, cfg.WriteTimeout)
+	pid, err := cfg.Start(conn)
+	if err != nil {
+		cfg.Logger.Warn("session start failed; closing connection", "conn", conn.RemoteAddr(), "err", err)
+		_ = c.Close()
+		return
+	}
+	readLoop(cfg.System, pid, conn, cfg.ReadBuffer)
+}
+
+// readLoop reads from the connection and hands each read to the session,
+// waiting until the session has handled it before reading again. It ends
+// when the connection fails or is closed, and then tells the session. A
+// session that stops (even by a panic) closes its connection, which also
+// releases a read loop waiting on it.
+func readLoop(system *actor.ActorSystem, pid *actor.PID, conn *tcpConn, size int) {
+	buf := make([]byte, size)
+	for {
+		n, err := conn.c.Read(buf)
+		if n > 0 {
+			done := make(chan struct{})
+			system.Root.Send(pid, &actors.Inbound{Data: buf[:n], Done: done})
+			select {
+			case <-done:
+			case <-conn.closed:
+				return
+			}
+		}
+		if err != nil {
+			system.Root.Send(pid, &actors.ConnClosed{Err: err})
+			return
+		}
+	}
+}

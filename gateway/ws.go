@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/lxzan/gws"
+
+	"github.com/iris-im/iris/actors"
+)
+
+// wsConn is a client connection on the WebSocket listener. Each write sends
+// one binary WebSocket message holding one or more whole frames.
+type wsConn struct {
+	socket       *gws.Conn
+	writeTimeout time.Duration
+	closeOnce    sync.Once
+	closed       chan struct{} // closed by Close; releases a waiting OnMessage
+}
+
+func (w *wsConn) Write(frames []byte) error {
+	if err := w.socket.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err != nil {
+		return err
+	}
+	return w.socket.WriteMessage(gws.OpcodeBinary, frames)
+}
+
+func (w *wsConn) Close() error {
+	w.closeOnce.Do(func() { close(w.closed) })
+	return w.socket.NetConn().Close()
+}
+
+func (w *wsConn) RemoteAddr() string { return w.socket.RemoteAddr().String() }
+func (w *wsConn) Transport() string  { return "ws" }
+
+// wsHandler receives gws events. gws calls the handlers of one connection
+// from that connection's read goroutine, one at a time.
+type wsHandler struct {
+	gws.BuiltinEventHandler
+	cfg *ListenerConfig
+}
+
+// wsState is what the handler keeps per socket.
+type wsState struct {
+	conn *wsConn
+	pid  *actor.PID
+}
+
+const wsStateKey = "iris"
+
+func (h *wsHandler) OnOpen(socket *gws.Conn) {
+	conn := &wsConn{socket: socket, writeTimeout: h.cfg.WriteTimeout, closed: make(chan struct{})}
+	pid, err := h.cfg.Start(conn)
+	if err != nil {
+		h.cfg.Logger.Warn("session spawn failed; closing websocket", "conn", conn.RemoteAddr(), "err", err)
+		_ = socket.NetConn().Close()
+		return
+	}
+	socket.Session().Store(wsStateKey, &wsState{conn: conn, pid: pid})
+}
+
+// OnMessage hands one WebSocket message to the session and waits until the
+// session has handled it, so that the message buffer can be returned to
+// gws and a fast sender is slowed down by TCP.
+func (h *wsHandler) OnMessage(socket *gws.Conn, message *gws.Message) {
+	defer message.Close()
+	st := wsStateOf(socket)
+	if st == nil {
+		return
+	}
+	done := make(chan struct{})
+	h.cfg.System.Root.Send(st.pid, &actors.Inbound{Data: message.Bytes(), Done: done})
+	select {
+	case <-done:
+	case <-st.conn.closed:
+	}
+}
+
+func (h *wsHandler) OnClose(socket *gws.Conn, err error) {
+	if st := wsStateOf(socket); st != nil {
+		h.cfg.System.Root.Send(st.pid, &actors.ConnClosed{Err: err})
+	}
+}
+
+func wsStateOf(socket *gws.Conn) *wsState {
+	v, ok := socket.Session().Load(wsStateKey)
+	if !ok {
+		return nil
+	}
+	return v.(*wsState)
+}
+
+// newWSServer returns the HTTP server that upgrades requests on the
+// configured path to WebSocket connections.
+func newWSServer(cfg *ListenerConfig) *http.Server {
+	upgrader := gws.NewUpgrader(&wsHandler{cfg: cfg}, &gws.ServerOption{
+		ReadMaxPayloadSize: cfg.MaxWSMessage,
+		ReadBufferSize:     cfg.ReadBuffer,
+		HandshakeTimeout:   10 * time.Second,
+		Recovery:           gws.Recovery,
+	})
+	mux := http.NewServeMux()
+	mux.HandleFunc(cfg.WSPath, func(w http.ResponseWriter, r *http.Request) {
+		socket, err := upgrader.Upgrade(w, r)
+		if err != nil {
+			return // gws has already answered the failed handshake
+		}
+		go socket.ReadLoop()
+	})
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+}

@@ -1,0 +1,470 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// OpKind selects what an Op does.
+type OpKind uint8
+
+// Op kinds. Their numeric values are part of the MarshalOps encoding and must not change.
+const (
+	// OpAppend adds an entry to User's inbox, or returns the earlier result for a repeated
+	// dedup key.
+	OpAppend OpKind = 1
+	// OpAck deletes entry Seq of User's inbox if its tag equals Tag.
+	OpAck OpKind = 2
+	// OpAckUpTo deletes every entry of User's inbox with a seq up to Seq.
+	OpAckUpTo OpKind = 3
+	// OpSetLastSeen stores LastSeenSec as User's last-seen time.
+	OpSetLastSeen OpKind = 4
+	// OpSweepDedup deletes dedup records that expired at or before TimeMS.
+	OpSweepDedup OpKind = 5
+)
+
+func (k OpKind) String() string {
+	switch k {
+	case OpAppend:
+		return "append"
+	case OpAck:
+		return "ack"
+	case OpAckUpTo:
+		return "ack-up-to"
+	case OpSetLastSeen:
+		return "set-last-seen"
+	case OpSweepDedup:
+		return "sweep-dedup"
+	}
+	return fmt.Sprintf("OpKind(%d)", uint8(k))
+}
+
+// Op is one state change of the store. Every input that the outcome depends on is a field,
+// including time and the entry tag, so replaying the same ops on the same state gives the same
+// result on every replica. Fields that a kind does not use must be zero.
+type Op struct {
+	Kind OpKind
+	User string // inbox owner; unused by OpSweepDedup
+
+	Seq uint64 // OpAck: the entry to delete; OpAckUpTo: the highest seq to delete
+	Tag uint64 // OpAppend: the new entry's tag, chosen by the proposer; OpAck: the tag to match
+
+	EntryKind uint8  // OpAppend: Entry.Kind
+	Sender    string // OpAppend: Entry.Sender
+	TimeMS    uint64 // OpAppend: accept time; OpSweepDedup: current time; ms since the epoch
+	Body      []byte // OpAppend: Entry.Body
+
+	Dedup        *DedupKey // OpAppend: nil for no dedup
+	DedupUntilMS uint64    // OpAppend: the dedup record matches repeats with TimeMS below this
+
+	LastSeenSec uint64 // OpSetLastSeen: unix seconds
+}
+
+// Result is the outcome of one Op. Ops other than OpAppend leave Seq, Tag and Duplicate zero.
+type Result struct {
+	Seq       uint64
+	Tag       uint64
+	Duplicate bool  // the append repeated a live dedup key and stored nothing
+	Err       error // a rejection of this op alone: ErrInboxFull or ErrInvalidRequest
+}
+
+// maxCachedUsers bounds the metadata cache. When a batch starts with more users cached, the
+// cache is dropped and refilled from Pebble on demand, which costs one read per user.
+const maxCachedUsers = 1 << 17
+
+// sweepLimit bounds the dedup records one OpSweepDedup deletes, so a sweep never makes a huge
+// batch. Later sweeps delete the rest.
+const sweepLimit = 4096
+
+// ApplyOps applies ops in order as one Pebble batch, commits it with an fsync and returns one
+// Result per op. Rejections of single ops (a full inbox, an invalid user name) are reported in
+// Result.Err and do not affect the other ops. A non-nil error means that the whole batch
+// failed. It wraps ErrCommitFailed when the ops may or may not be on disk. Otherwise nothing
+// was applied, and it wraps ErrUnavailable, ErrClosed, ErrCorrupted or a Pebble read error.
+//
+// ApplyOps is safe to call concurrently with the store's own commit loop, which uses it too.
+// The outcome depends only on ops, the prior state and Options.MaxInbox.
+func (s *Store) ApplyOps(ops []Op) ([]Result, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+
+	db, err := s.writableDB()
+	if err != nil {
+		return nil, err
+	}
+	s.trimCaches()
+
+	a := applier{store: s, batch: db.NewIndexedBatch()}
+	defer a.batch.Close()
+
+	results := make([]Result, len(ops))
+	for i := range ops {
+		results[i], err = a.apply(&ops[i])
+		if err != nil {
+			// The cache may already hold changes of earlier ops in this batch.
+			s.cache = make(map[string]*userMeta)
+			return nil, fmt.Errorf("storage: apply op %d (%s, user %q): %w", i, ops[i].Kind, ops[i].User, err)
+		}
+	}
+	if err := a.writeMeta(); err != nil {
+		s.cache = make(map[string]*userMeta)
+		return nil, fmt.Errorf("storage: write inbox metadata: %w", err)
+	}
+
+	if a.batch.Empty() {
+		return results, nil
+	}
+	s.hideUncommitted(a.appended)
+	if err := commitBatch(a.batch); err != nil {
+		s.failCommit(err)
+		return nil, fmt.Errorf("%w: %w", ErrCommitFailed, err)
+	}
+	s.revealCommitted(a.appended)
+
+	s.stats.commits.Add(1)
+	s.stats.ops.Add(uint64(len(ops)))
+	s.stats.appends.Add(uint64(a.appendCount))
+	return results, nil
+}
+
+// commitBatch commits b with an fsync. Pebble reports a failed WAL write or fsync through
+// Logger.Fatalf, which pebbleLogger turns into a *pebbleFatal panic that is recovered here.
+// Any other panic is not ours to handle and propagates.
+func commitBatch(b *pebble.Batch) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fatal, ok := r.(*pebbleFatal)
+			if !ok {
+				panic(r)
+			}
+			err = fatal
+		}
+	}()
+	return b.Commit(pebble.Sync)
+}
+
+// appendedUser records, for one batch, the lastSeq a user's inbox had before the batch.
+type appendedUser struct {
+	user         string
+	committedSeq uint64
+}
+
+// applier applies ops to one indexed batch. Reads go through the batch, so every op reads the
+// writes of the ops before it.
+type applier struct {
+	store       *Store
+	batch       *pebble.Batch
+	dirty       []string // users whose metadata changed, in first-change order
+	dirtySet    map[string]bool
+	appended    []appendedUser
+	appendedSet map[string]bool
+	appendCount int
+}
+
+func (a *applier) apply(op *Op) (Result, error) {
+	if op.Kind != OpSweepDedup {
+		if err := validateUser(op.User); err != nil {
+			return Result{Err: fmt.Errorf("%s: %w", op.Kind, err)}, nil
+		}
+	}
+	switch op.Kind {
+	case OpAppend:
+		return a.appendEntry(op)
+	case OpAck:
+		return Result{}, a.ack(op.User, op.Seq, op.Tag)
+	case OpAckUpTo:
+		return Result{}, a.ackUpTo(op.User, op.Seq)
+	case OpSetLastSeen:
+		return Result{}, a.batch.Set(lastSeenKey(op.User), beUint64(op.LastSeenSec), nil)
+	case OpSweepDedup:
+		return Result{}, a.sweepDedup(op.TimeMS)
+	}
+	return Result{Err: fmt.Errorf("%w: unknown op kind %d", ErrInvalidRequest, uint8(op.Kind))}, nil
+}
+
+func (a *applier) appendEntry(op *Op) (Result, error) {
+	var id []byte
+	var old dedupRecord
+	var oldFound bool
+	if op.Dedup != nil {
+		id = dedupID(op.Dedup)
+		var err error
+		old, oldFound, err = a.getDedup(id)
+		if err != nil {
+			return Result{}, err
+		}
+		if oldFound && op.TimeMS < old.untilMS {
+			return Result{Seq: old.seq, Tag: old.tag, Duplicate: true}, nil
+		}
+	}
+
+	meta, err := a.meta(op.User)
+	if err != nil {
+		return Result{}, err
+	}
+	if meta.unacked >= uint64(a.store.opts.MaxInbox) {
+		return Result{Err: fmt.Errorf("%w: user %q has %d unacked entries", ErrInboxFull, op.User, meta.unacked)}, nil
+	}
+	a.noteAppend(op.User, meta)
+
+	meta.lastSeq++
+	meta.unacked++
+	a.markDirty(op.User)
+	if err := a.batch.Set(inboxKey(op.User, meta.lastSeq), encodeEntry(op), nil); err != nil {
+		return Result{}, err
+	}
+
+	if id != nil {
+		if oldFound {
+			// The old record has expired: drop its index key so the sweep never deletes the
+			// record written below.
+			if err := a.batch.Delete(dedupExpiryKey(old.untilMS, id), nil); err != nil {
+				return Result{}, err
+			}
+		}
+		rec := dedupRecord{untilMS: op.DedupUntilMS, seq: meta.lastSeq, tag: op.Tag}
+		if err := a.batch.Set(dedupKey(id), rec.encode(), nil); err != nil {
+			return Result{}, err
+		}
+		if err := a.batch.Set(dedupExpiryKey(op.DedupUntilMS, id), nil, nil); err != nil {
+			return Result{}, err
+		}
+	}
+	a.appendCount++
+	return Result{Seq: meta.lastSeq, Tag: op.Tag}, nil
+}
+
+func (a *applier) ack(user string, seq, tag uint64) error {
+	key := inboxKey(user, seq)
+	value, closer, err := a.batch.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	storedTag, err := tagOfEntry(value)
+	closer.Close()
+	if err != nil {
+		return err
+	}
+	if storedTag != tag {
+		return nil
+	}
+
+	meta, err := a.meta(user)
+	if err != nil {
+		return err
+	}
+	if meta.unacked == 0 {
+		return fmt.Errorf("%w: user %q has entry %d but an unacked count of 0", ErrCorrupted, user, seq)
+	}
+	meta.unacked--
+	if seq == meta.ackedThrough+1 {
+		meta.ackedThrough = seq
+	}
+	a.markDirty(user)
+	return a.batch.Delete(key, nil)
+}
+
+func (a *applier) ackUpTo(user string, upTo uint64) error {
+	meta, err := a.meta(user)
+	if err != nil {
+		return err
+	}
+	// Never move ackedThrough past lastSeq: readers skip seqs at or below it, so later
+	// appends would be hidden.
+	upTo = min(upTo, meta.lastSeq)
+	if upTo <= meta.ackedThrough {
+		return nil
+	}
+
+	iter, err := a.batch.NewIter(&pebble.IterOptions{
+		LowerBound: inboxKey(user, meta.ackedThrough+1),
+		UpperBound: inboxKey(user, upTo+1),
+	})
+	if err != nil {
+		return err
+	}
+	var keys [][]byte
+	for iter.First(); iter.Valid(); iter.Next() {
+		keys = append(keys, append([]byte(nil), iter.Key()...))
+	}
+	if err := errors.Join(iter.Error(), iter.Close()); err != nil {
+		return err
+	}
+
+	if uint64(len(keys)) > meta.unacked {
+		return fmt.Errorf("%w: user %q has %d entries up to seq %d but an unacked count of %d",
+			ErrCorrupted, user, len(keys), upTo, meta.unacked)
+	}
+	for _, key := range keys {
+		if err := a.batch.Delete(key, nil); err != nil {
+			return err
+		}
+	}
+	meta.unacked -= uint64(len(keys))
+	meta.ackedThrough = upTo
+	a.markDirty(user)
+	return nil
+}
+
+func (a *applier) sweepDedup(nowMS uint64) error {
+	lower := []byte{tagDedupByTS}
+	upper := []byte{tagDedupByTS + 1}
+	if nowMS < math.MaxUint64 {
+		upper = dedupExpiryKey(nowMS+1, nil)
+	}
+	iter, err := a.batch.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	var keys [][]byte
+	for iter.First(); iter.Valid() && len(keys) < sweepLimit; iter.Next() {
+		keys = append(keys, append([]byte(nil), iter.Key()...))
+	}
+	if err := errors.Join(iter.Error(), iter.Close()); err != nil {
+		return err
+	}
+
+	for _, key := range keys {
+		id := key[1+8:]
+		if err := a.batch.Delete(dedupKey(id), nil); err != nil {
+			return err
+		}
+		if err := a.batch.Delete(key, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *applier) getDedup(id []byte) (dedupRecord, bool, error) {
+	value, closer, err := a.batch.Get(dedupKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return dedupRecord{}, false, nil
+	}
+	if err != nil {
+		return dedupRecord{}, false, err
+	}
+	defer closer.Close()
+	rec, err := decodeDedup(value)
+	return rec, err == nil, err
+}
+
+// meta returns the cached metadata of user's inbox, loading it on a miss. Callers change it
+// in place and call markDirty.
+func (a *applier) meta(user string) (*userMeta, error) {
+	if m, ok := a.store.cache[user]; ok {
+		return m, nil
+	}
+	m := &userMeta{}
+	value, closer, err := a.batch.Get(metaKey(user))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		*m, err = decodeMeta(value)
+		closer.Close()
+		if err != nil {
+			return nil, fmt.Errorf("user %q: %w", user, err)
+		}
+	}
+	a.store.cache[user] = m
+	return m, nil
+}
+
+func (a *applier) markDirty(user string) {
+	if a.dirtySet == nil {
+		a.dirtySet = make(map[string]bool)
+	}
+	if !a.dirtySet[user] {
+		a.dirtySet[user] = true
+		a.dirty = append(a.dirty, user)
+	}
+}
+
+// noteAppend remembers the committed lastSeq of user before the batch's first append to it.
+func (a *applier) noteAppend(user string, meta *userMeta) {
+	if a.appendedSet == nil {
+		a.appendedSet = make(map[string]bool)
+	}
+	if a.appendedSet[user] {
+		return
+	}
+	a.appendedSet[user] = true
+	a.appended = append(a.appended, appendedUser{user: user, committedSeq: meta.lastSeq})
+}
+
+// writeMeta stores the metadata of every changed inbox once per batch, in first-change order.
+func (a *applier) writeMeta() error {
+	for _, user := range a.dirty {
+		if err := a.batch.Set(metaKey(user), a.store.cache[user].encode(), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hideUncommitted limits readers to each appended inbox's committed entries. Pebble makes a
+// batch readable before its fsync returns, and a batch whose commit fails may vanish on
+// reopen, so without this limit a reader could deliver a seq that is later reused.
+func (s *Store) hideUncommitted(appended []appendedUser) {
+	if len(appended) == 0 {
+		return
+	}
+	s.visMu.Lock()
+	defer s.visMu.Unlock()
+	for _, u := range appended {
+		if _, ok := s.visibleSeq[u.user]; !ok {
+			s.visibleSeq[u.user] = u.committedSeq
+		}
+	}
+}
+
+// revealCommitted lets readers see the entries of a batch that is now on disk. The caller
+// holds applyMu, so the cache contains the batch's metadata.
+func (s *Store) revealCommitted(appended []appendedUser) {
+	if len(appended) == 0 {
+		return
+	}
+	s.visMu.Lock()
+	defer s.visMu.Unlock()
+	for _, u := range appended {
+		s.visibleSeq[u.user] = s.cache[u.user].lastSeq
+	}
+}
+
+// trimCaches drops the metadata cache and the reader limits once they grow past
+// maxCachedUsers. It runs between batches, when every limit equals the committed state, so
+// dropping a limit hides nothing that should stay hidden.
+func (s *Store) trimCaches() {
+	if len(s.cache) > maxCachedUsers {
+		s.cache = make(map[string]*userMeta)
+	}
+	s.visMu.Lock()
+	if len(s.visibleSeq) > maxCachedUsers {
+		s.visibleSeq = make(map[string]uint64)
+	}
+	s.visMu.Unlock()
+}
+
+func beUint64(v uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, v)
+}
+
+// dedupUntil returns the DedupUntilMS for an append accepted at timeMS, saturating instead
+// of wrapping around.
+func dedupUntil(timeMS uint64, window time.Duration) uint64 {
+	w := uint64(window.Milliseconds())
+	if timeMS > math.MaxUint64-w {
+		return math.MaxUint64
+	}
+	return timeMS + w
+}

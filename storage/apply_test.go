@@ -1,0 +1,275 @@
+package storage
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+func TestDedupRepeatWithinWindow(t *testing.T) {
+	s := openTestStore(t, Options{DedupWindow: time.Minute})
+	appendAt := func(timeMS uint64, scope string) AppendResult {
+		t.Helper()
+		r, err := s.AppendSync(AppendRequest{
+			User: "alice", Sender: "bob", TimeMS: timeMS, Body: []byte("hi"),
+			Dedup: &DedupKey{Sender: "bob", Scope: scope, ID: 42},
+		})
+		if err != nil {
+			t.Fatalf("append at %d: %v", timeMS, err)
+		}
+		return r
+	}
+
+	first := appendAt(10_000, "alice")
+	if first.Duplicate || first.Seq != 1 {
+		t.Fatalf("first append = %+v, want seq 1 and not a duplicate", first)
+	}
+	repeat := appendAt(10_000+59_999, "alice")
+	if !repeat.Duplicate || repeat.Seq != first.Seq || repeat.Tag != first.Tag {
+		t.Errorf("repeat inside the window = %+v, want a duplicate of %+v", repeat, first)
+	}
+	if n := inboxLen(t, s, "alice"); n != 1 {
+		t.Errorf("InboxLen after a duplicate = %d, want 1", n)
+	}
+
+	otherScope := appendAt(10_001, "group-7")
+	if otherScope.Duplicate || otherScope.Seq != 2 {
+		t.Errorf("same id in another scope = %+v, want a new entry with seq 2", otherScope)
+	}
+
+	expired := appendAt(10_000+60_000, "alice")
+	if expired.Duplicate || expired.Seq != 3 {
+		t.Errorf("repeat at the end of the window = %+v, want a new entry with seq 3", expired)
+	}
+	renewed := appendAt(10_000+60_001, "alice")
+	if !renewed.Duplicate || renewed.Seq != 3 {
+		t.Errorf("repeat after the renewal = %+v, want a duplicate of seq 3", renewed)
+	}
+}
+
+func TestDedupRepeatInSameBatch(t *testing.T) {
+	s := openTestStore(t, Options{})
+	key := &DedupKey{Sender: "bob", Scope: "alice", ID: 1}
+	results, err := s.ApplyOps([]Op{
+		{Kind: OpAppend, User: "alice", Tag: 11, TimeMS: 1000, Dedup: key, DedupUntilMS: 2000},
+		{Kind: OpAppend, User: "alice", Tag: 22, TimeMS: 1001, Dedup: key, DedupUntilMS: 2001},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Result{{Seq: 1, Tag: 11}, {Seq: 1, Tag: 11, Duplicate: true}}
+	if !slices.Equal(results, want) {
+		t.Errorf("results = %+v, want %+v", results, want)
+	}
+}
+
+func TestSweepDeletesExpiredDedupRecords(t *testing.T) {
+	s := openTestStore(t, Options{})
+	key := &DedupKey{Sender: "bob", Scope: "alice", ID: 9}
+	id := dedupID(key)
+	mustApply(t, s, Op{Kind: OpAppend, User: "alice", Tag: 1, TimeMS: 1000, Dedup: key, DedupUntilMS: 5000})
+
+	mustApply(t, s, Op{Kind: OpSweepDedup, TimeMS: 4999})
+	if !hasKey(t, s, dedupKey(id)) || !hasKey(t, s, dedupExpiryKey(5000, id)) {
+		t.Fatalf("a sweep before the expiry deleted the dedup record or its index key")
+	}
+
+	mustApply(t, s, Op{Kind: OpSweepDedup, TimeMS: 5000})
+	if hasKey(t, s, dedupKey(id)) {
+		t.Errorf("dedup record still present after a sweep at its expiry")
+	}
+	if hasKey(t, s, dedupExpiryKey(5000, id)) {
+		t.Errorf("dedup index key still present after a sweep at its expiry")
+	}
+	if n := inboxLen(t, s, "alice"); n != 1 {
+		t.Errorf("the sweep changed the inbox: InboxLen = %d, want 1", n)
+	}
+}
+
+func TestRenewedDedupRecordSurvivesSweep(t *testing.T) {
+	s := openTestStore(t, Options{})
+	key := &DedupKey{Sender: "bob", Scope: "alice", ID: 3}
+	mustApply(t, s,
+		Op{Kind: OpAppend, User: "alice", Tag: 1, TimeMS: 1000, Dedup: key, DedupUntilMS: 2000},
+		Op{Kind: OpAppend, User: "alice", Tag: 2, TimeMS: 2500, Dedup: key, DedupUntilMS: 3500},
+		Op{Kind: OpSweepDedup, TimeMS: 3000},
+	)
+	results := mustApply(t, s, Op{Kind: OpAppend, User: "alice", Tag: 3, TimeMS: 3100, Dedup: key, DedupUntilMS: 4100})
+	if want := (Result{Seq: 2, Tag: 2, Duplicate: true}); results[0] != want {
+		t.Errorf("repeat after the sweep = %+v, want %+v (the renewed record must survive)", results[0], want)
+	}
+}
+
+func TestApplyOpsRejectsSingleOps(t *testing.T) {
+	s := openTestStore(t, Options{MaxInbox: 1})
+	results, err := s.ApplyOps([]Op{
+		{Kind: OpAppend, User: "alice", Tag: 1},
+		{Kind: OpAppend, User: "alice", Tag: 2},
+		{Kind: OpAppend, User: "a:b", Tag: 3},
+		{Kind: OpKind(99), User: "alice"},
+		{Kind: OpAppend, User: "bob", Tag: 4},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErrs := []error{nil, ErrInboxFull, ErrInvalidRequest, ErrInvalidRequest, nil}
+	for i, want := range wantErrs {
+		// errors.Is(err, nil) holds only for a nil err.
+		if !errors.Is(results[i].Err, want) {
+			t.Errorf("op %d: Err = %v, want %v", i, results[i].Err, want)
+		}
+	}
+	if results[4].Seq != 1 {
+		t.Errorf("append after rejected ops: seq = %d, want 1", results[4].Seq)
+	}
+}
+
+// TestApplyOpsIsDeterministic applies the same random ops to two stores, one directly in
+// batches of 7 and one through MarshalOps and UnmarshalOps in batches of 13, and expects
+// identical results and identical Pebble contents.
+func TestApplyOpsIsDeterministic(t *testing.T) {
+	ops := randomOps(rand.New(rand.NewPCG(1, 2)), 2000)
+	direct := openTestStore(t, Options{MaxInbox: 20})
+	decoded := openTestStore(t, Options{MaxInbox: 20})
+
+	directResults := applyInChunks(t, direct, ops, 7)
+
+	var decodedResults []Result
+	for chunk := range slices.Chunk(ops, 13) {
+		data, err := MarshalOps(chunk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := UnmarshalOps(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		decodedResults = append(decodedResults, applyInChunks(t, decoded, back, len(back))...)
+	}
+
+	for i := range ops {
+		a, b := directResults[i], decodedResults[i]
+		if a.Seq != b.Seq || a.Tag != b.Tag || a.Duplicate != b.Duplicate || fmt.Sprint(a.Err) != fmt.Sprint(b.Err) {
+			t.Fatalf("op %d (%s): results differ: %+v vs %+v", i, ops[i].Kind, a, b)
+		}
+	}
+	dumpA, dumpB := dumpStore(t, direct), dumpStore(t, decoded)
+	if len(dumpA) != len(dumpB) {
+		t.Fatalf("stores hold %d and %d keys", len(dumpA), len(dumpB))
+	}
+	for i := range dumpA {
+		if !bytes.Equal(dumpA[i][0], dumpB[i][0]) || !bytes.Equal(dumpA[i][1], dumpB[i][1]) {
+			t.Fatalf("key %d differs: %q=%x vs %q=%x", i, dumpA[i][0], dumpA[i][1], dumpB[i][0], dumpB[i][1])
+		}
+	}
+	kinds := map[bool]int{}
+	for _, r := range directResults {
+		kinds[r.Duplicate]++
+	}
+	if kinds[true] == 0 {
+		t.Errorf("the random ops produced no duplicates, so dedup was not exercised")
+	}
+}
+
+func randomOps(rng *rand.Rand, n int) []Op {
+	users := []string{"alice", "bob", "carol"}
+	var ops []Op
+	timeMS := uint64(1_000_000)
+	for range n {
+		timeMS += rng.Uint64N(50)
+		user := users[rng.IntN(len(users))]
+		switch rng.IntN(10) {
+		case 0, 1, 2, 3, 4:
+			op := Op{Kind: OpAppend, User: user, Tag: rng.Uint64N(4), EntryKind: 0x02, Sender: "s", TimeMS: timeMS,
+				Body: []byte(fmt.Sprint(len(ops)))}
+			if rng.IntN(2) == 0 {
+				op.Dedup = &DedupKey{Sender: "s", Scope: user, ID: rng.Uint64N(20)}
+				op.DedupUntilMS = timeMS + 500
+			}
+			ops = append(ops, op)
+		case 5, 6:
+			ops = append(ops, Op{Kind: OpAck, User: user, Seq: rng.Uint64N(40), Tag: rng.Uint64N(4)})
+		case 7:
+			ops = append(ops, Op{Kind: OpAckUpTo, User: user, Seq: rng.Uint64N(60)})
+		case 8:
+			ops = append(ops, Op{Kind: OpSetLastSeen, User: user, LastSeenSec: timeMS / 1000})
+		case 9:
+			ops = append(ops, Op{Kind: OpSweepDedup, TimeMS: timeMS})
+		}
+	}
+	return ops
+}
+
+func applyInChunks(t *testing.T, s *Store, ops []Op, size int) []Result {
+	t.Helper()
+	var results []Result
+	for chunk := range slices.Chunk(ops, size) {
+		r, err := s.ApplyOps(chunk)
+		if err != nil {
+			t.Fatalf("ApplyOps: %v", err)
+		}
+		results = append(results, r...)
+	}
+	return results
+}
+
+func mustApply(t *testing.T, s *Store, ops ...Op) []Result {
+	t.Helper()
+	results, err := s.ApplyOps(ops)
+	if err != nil {
+		t.Fatalf("ApplyOps: %v", err)
+	}
+	for i, r := range results {
+		if r.Err != nil {
+			t.Fatalf("op %d (%s): %v", i, ops[i].Kind, r.Err)
+		}
+	}
+	return results
+}
+
+func hasKey(t *testing.T, s *Store, key []byte) bool {
+	t.Helper()
+	db, release, err := s.readDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	_, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	closer.Close()
+	return true
+}
+
+// dumpStore returns every key and value in the store, in key order.
+func dumpStore(t *testing.T, s *Store) [][2][]byte {
+	t.Helper()
+	db, release, err := s.readDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	iter, err := db.NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iter.Close()
+	var kvs [][2][]byte
+	for iter.First(); iter.Valid(); iter.Next() {
+		kvs = append(kvs, [2][]byte{slices.Clone(iter.Key()), slices.Clone(iter.Value())})
+	}
+	if err := iter.Error(); err != nil {
+		t.Fatal(err)
+	}
+	return kvs
+}

@@ -1,0 +1,231 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// opsFormatVersion is the first byte of MarshalOps output. A decoder rejects other versions
+// instead of guessing, so a replica running older code stops rather than diverges.
+const opsFormatVersion = 1
+
+// ErrBadOps is wrapped by UnmarshalOps errors.
+var ErrBadOps = errors.New("storage: invalid encoded ops")
+
+// MarshalOps encodes ops compactly, for a raft log entry:
+//
+//	version(1) uvarint(count) op...
+//
+// Each op is its kind byte followed by the fields that kind uses, in this order. Integers are
+// uvarints except tags (8 bytes, big-endian, because they are random); strings and bodies are
+// uvarint(length) followed by the bytes.
+//
+//	append:        user entryKind(1) sender timeMS tag body hasDedup(1) [sender scope id untilMS]
+//	ack:           user seq tag
+//	ack-up-to:     user seq
+//	set-last-seen: user lastSeenSec
+//	sweep-dedup:   timeMS
+//
+// It returns an error wrapping ErrInvalidRequest for an unknown kind.
+func MarshalOps(ops []Op) ([]byte, error) {
+	size := 1 + binary.MaxVarintLen64
+	for i := range ops {
+		size += 64 + len(ops[i].User) + len(ops[i].Sender) + len(ops[i].Body)
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, opsFormatVersion)
+	buf = binary.AppendUvarint(buf, uint64(len(ops)))
+
+	for i := range ops {
+		op := &ops[i]
+		buf = append(buf, byte(op.Kind))
+		switch op.Kind {
+		case OpAppend:
+			buf = appendString(buf, op.User)
+			buf = append(buf, op.EntryKind)
+			buf = appendString(buf, op.Sender)
+			buf = binary.AppendUvarint(buf, op.TimeMS)
+			buf = binary.BigEndian.AppendUint64(buf, op.Tag)
+			buf = binary.AppendUvarint(buf, uint64(len(op.Body)))
+			buf = append(buf, op.Body...)
+			if op.Dedup == nil {
+				buf = append(buf, 0)
+				continue
+			}
+			buf = append(buf, 1)
+			buf = appendString(buf, op.Dedup.Sender)
+			buf = appendString(buf, op.Dedup.Scope)
+			buf = binary.AppendUvarint(buf, op.Dedup.ID)
+			buf = binary.AppendUvarint(buf, op.DedupUntilMS)
+		case OpAck:
+			buf = appendString(buf, op.User)
+			buf = binary.AppendUvarint(buf, op.Seq)
+			buf = binary.BigEndian.AppendUint64(buf, op.Tag)
+		case OpAckUpTo:
+			buf = appendString(buf, op.User)
+			buf = binary.AppendUvarint(buf, op.Seq)
+		case OpSetLastSeen:
+			buf = appendString(buf, op.User)
+			buf = binary.AppendUvarint(buf, op.LastSeenSec)
+		case OpSweepDedup:
+			buf = binary.AppendUvarint(buf, op.TimeMS)
+		default:
+			return nil, fmt.Errorf("%w: op %d has unknown kind %d", ErrInvalidRequest, i, uint8(op.Kind))
+		}
+	}
+	return buf, nil
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+// UnmarshalOps decodes the output of MarshalOps. Bodies are copied, so data may be reused
+// afterwards. Errors wrap ErrBadOps and give the offset of the first invalid byte.
+func UnmarshalOps(data []byte) ([]Op, error) {
+	d := opsDecoder{data: data}
+	if version := d.byte(); d.err == nil && version != opsFormatVersion {
+		return nil, fmt.Errorf("%w: format version %d, expected %d", ErrBadOps, version, opsFormatVersion)
+	}
+	count := d.uvarint()
+	// Every op takes at least one byte, which bounds the allocation for hostile input.
+	if d.err == nil && count > uint64(len(d.data)-d.off) {
+		return nil, fmt.Errorf("%w: count %d exceeds the %d bytes left", ErrBadOps, count, len(d.data)-d.off)
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+
+	ops := make([]Op, count)
+	for i := range ops {
+		d.decodeOp(&ops[i])
+		if d.err != nil {
+			return nil, fmt.Errorf("op %d: %w", i, d.err)
+		}
+	}
+	if d.off != len(d.data) {
+		return nil, fmt.Errorf("%w: %d trailing bytes after %d ops", ErrBadOps, len(d.data)-d.off, count)
+	}
+	return ops, nil
+}
+
+// opsDecoder reads fields from data. After the first error every read returns zero values,
+// so callers check err once per op.
+type opsDecoder struct {
+	data []byte
+	off  int
+	err  error
+}
+
+func (d *opsDecoder) decodeOp(op *Op) {
+	op.Kind = OpKind(d.byte())
+	switch op.Kind {
+	case OpAppend:
+		op.User = d.string()
+		op.EntryKind = d.byte()
+		op.Sender = d.string()
+		op.TimeMS = d.uvarint()
+		op.Tag = d.uint64()
+		op.Body = d.bytes()
+		switch hasDedup := d.byte(); hasDedup {
+		case 0:
+		case 1:
+			op.Dedup = &DedupKey{Sender: d.string(), Scope: d.string(), ID: d.uvarint()}
+			op.DedupUntilMS = d.uvarint()
+		default:
+			d.fail(fmt.Sprintf("dedup flag %d, expected 0 or 1", hasDedup))
+		}
+	case OpAck:
+		op.User = d.string()
+		op.Seq = d.uvarint()
+		op.Tag = d.uint64()
+	case OpAckUpTo:
+		op.User = d.string()
+		op.Seq = d.uvarint()
+	case OpSetLastSeen:
+		op.User = d.string()
+		op.LastSeenSec = d.uvarint()
+	case OpSweepDedup:
+		op.TimeMS = d.uvarint()
+	default:
+		if d.err == nil {
+			d.fail(fmt.Sprintf("unknown op kind %d", uint8(op.Kind)))
+		}
+	}
+}
+
+func (d *opsDecoder) fail(msg string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s at offset %d", ErrBadOps, msg, d.off)
+	}
+}
+
+func (d *opsDecoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if d.off >= len(d.data) {
+		d.fail("unexpected end of data")
+		return 0
+	}
+	b := d.data[d.off]
+	d.off++
+	return b
+}
+
+func (d *opsDecoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.data[d.off:])
+	if n <= 0 {
+		d.fail("truncated or overlong uvarint")
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *opsDecoder) uint64() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.data)-d.off < 8 {
+		d.fail("unexpected end of data")
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.data[d.off:])
+	d.off += 8
+	return v
+}
+
+func (d *opsDecoder) string() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.data)-d.off) {
+		d.fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(d.data)-d.off))
+		return ""
+	}
+	s := string(d.data[d.off : d.off+int(n)])
+	d.off += int(n)
+	return s
+}
+
+// bytes reads a length-prefixed byte string into a new slice, or nil if it is empty.
+func (d *opsDecoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	if n > uint64(len(d.data)-d.off) {
+		d.fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(d.data)-d.off))
+		return nil
+	}
+	b := append([]byte(nil), d.data[d.off:d.off+int(n)]...)
+	d.off += int(n)
+	return b
+}

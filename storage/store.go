@@ -1,0 +1,308 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultDedupWindow = 10 * time.Minute
+	DefaultMaxInbox    = 10000
+	DefaultMaxBatch    = 2048
+)
+
+// Options configures Open.
+type Options struct {
+	Dir string // Pebble directory; created if missing, but its parent must exist
+
+	// DedupWindow is how long a (sender, scope, id) dedup record matches repeats, measured
+	// from the first append's TimeMS. Zero means DefaultDedupWindow.
+	DedupWindow time.Duration
+	// MaxInbox is the maximum number of unacked entries per user. An append beyond it fails
+	// with ErrInboxFull. Zero means DefaultMaxInbox.
+	MaxInbox int
+	// MaxBatch is the maximum number of ops per group commit. Zero means DefaultMaxBatch.
+	MaxBatch int
+	// Logger receives the store's and Pebble's logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// FS is the file system Pebble uses. Nil means the operating system's (vfs.Default).
+	// Tests pass a wrapper that injects errors.
+	FS vfs.FS
+}
+
+func (o *Options) setDefaults() {
+	if o.DedupWindow <= 0 {
+		o.DedupWindow = DefaultDedupWindow
+	}
+	if o.MaxInbox <= 0 {
+		o.MaxInbox = DefaultMaxInbox
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+}
+
+// Entry is one message in a user's inbox.
+type Entry struct {
+	Seq    uint64 // position in the user's inbox, 1, 2, 3, ... assigned at append, never reused
+	Tag    uint64 // random per entry; a v1 message id is Seq (8 bytes BE) followed by Tag (8 bytes BE)
+	Kind   uint8  // content type, opaque to the store (0x02 plain, 0x10 CBOR, 0x24, 0x34, 0x36)
+	Sender string
+	TimeMS uint64 // accept time, ms since the epoch, stamped by the proposer
+	Body   []byte
+}
+
+// AppendRequest describes one entry to add to User's inbox.
+type AppendRequest struct {
+	User   string // recipient inbox
+	Kind   uint8
+	Sender string
+	TimeMS uint64 // accept time, ms since the epoch; zero means the store's clock at Append
+	Body   []byte // kept by the store until done runs, so the caller must not change it
+
+	// Dedup is nil for no dedup. Otherwise a repeat of the same key within
+	// Options.DedupWindow returns the first append's result with Duplicate set and stores
+	// nothing.
+	Dedup *DedupKey
+}
+
+// DedupKey identifies a message as its sender numbered it.
+type DedupKey struct {
+	Sender string
+	Scope  string // the sender's numbering space, for example the recipient or group
+	ID     uint64
+}
+
+// AppendResult is the outcome of a successful append.
+type AppendResult struct {
+	Seq, Tag  uint64
+	Duplicate bool
+}
+
+// Stats counts the work of a store since Open.
+type Stats struct {
+	Commits       uint64 // successful Pebble commits, one fsync each
+	Ops           uint64 // ops in those commits
+	Appends       uint64 // entries stored, without duplicates and rejections
+	FailedCommits uint64
+}
+
+// Store is a durable set of inboxes. All methods are safe for concurrent use.
+type Store struct {
+	opts   Options
+	dir    string
+	logger *slog.Logger
+
+	mu      sync.Mutex // guards queue and closing
+	queue   []queuedOp
+	closing bool
+	wake    chan struct{} // capacity 1; a value means the queue may have work
+	loopEnd chan struct{} // closed when the commit loop returns
+
+	// applyMu serializes ApplyOps and guards the fields below it.
+	applyMu     sync.Mutex
+	cache       map[string]*userMeta
+	closed      bool
+	failure     error         // cause of the last failed commit or reopen
+	reopenAt    time.Time     // earliest next reopen attempt
+	reopenDelay time.Duration // backoff between reopen attempts
+	broken      atomic.Bool   // db is nil because of a failure; read without applyMu by the loop
+
+	// dbMu guards db and dbErr. Readers hold it shared while they use db. Only ApplyOps,
+	// reopening and Close swap db, all under applyMu too.
+	dbMu  sync.RWMutex
+	db    *pebble.DB
+	dbErr error // the error readers get while db is nil
+
+	// visibleSeq limits what readers see of an inbox to its committed entries. A user that is
+	// missing has no uncommitted entries.
+	visMu      sync.RWMutex
+	visibleSeq map[string]uint64
+
+	stats struct {
+		commits, ops, appends, failedCommits atomic.Uint64
+	}
+}
+
+// Open opens or creates the store in opts.Dir and starts its commit loop. The error names the
+// check that failed: a missing parent directory, a Dir that is not a directory, a Dir that is
+// not writable, or data that Pebble reports as corrupted (wrapping ErrCorrupted).
+func Open(opts Options) (*Store, error) {
+	opts.setDefaults()
+	if opts.Dir == "" {
+		return nil, errors.New("storage: Options.Dir is empty; set it to the Pebble directory")
+	}
+	dir := filepath.Clean(opts.Dir)
+	if err := prepareDir(opts.FS, dir); err != nil {
+		return nil, err
+	}
+
+	s := &Store{
+		opts:        opts,
+		dir:         dir,
+		logger:      opts.Logger.With("dir", dir),
+		wake:        make(chan struct{}, 1),
+		loopEnd:     make(chan struct{}),
+		cache:       make(map[string]*userMeta),
+		visibleSeq:  make(map[string]uint64),
+		reopenDelay: minReopenDelay,
+	}
+	db, err := s.openPebble()
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+
+	go s.runCommitLoop()
+	s.logger.Info("storage: opened", "max_inbox", opts.MaxInbox, "max_batch", opts.MaxBatch,
+		"dedup_window", opts.DedupWindow)
+	return s, nil
+}
+
+// prepareDir creates dir if missing and checks that it is a writable directory.
+func prepareDir(fsys vfs.FS, dir string) error {
+	parent := filepath.Dir(dir)
+	info, err := fsys.Stat(parent)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("storage: open %s: parent directory %s does not exist; create it first: %w", dir, parent, err)
+	case err != nil:
+		return fmt.Errorf("storage: open %s: stat parent directory: %w", dir, err)
+	case !info.IsDir():
+		return fmt.Errorf("storage: open %s: parent %s is not a directory", dir, parent)
+	}
+
+	info, err = fsys.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := fsys.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("storage: create directory %s: %w", dir, err)
+		}
+	case err != nil:
+		return fmt.Errorf("storage: open %s: %w", dir, err)
+	case !info.IsDir():
+		return fmt.Errorf("storage: open %s: not a directory", dir)
+	}
+
+	if err := probeWritable(fsys, dir); err != nil {
+		return fmt.Errorf("storage: directory %s is not writable (read-only file system or missing permission?): %w", dir, err)
+	}
+	return nil
+}
+
+// Close runs every queued op, then closes Pebble. Calls after the first return ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closing = true
+	s.mu.Unlock()
+	s.signal()
+	<-s.loopEnd
+
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.closed = true
+	s.dbMu.Lock()
+	db := s.db
+	s.db, s.dbErr = nil, ErrClosed
+	s.dbMu.Unlock()
+
+	if db == nil {
+		s.logger.Info("storage: closed; Pebble was already closed after a write failure")
+		return nil
+	}
+	if err := closePebble(db); err != nil {
+		return fmt.Errorf("storage: close %s: %w", s.dir, err)
+	}
+	s.logger.Info("storage: closed")
+	return nil
+}
+
+// Append queues req for the next group commit and calls done exactly once, from the store's
+// commit goroutine, after the batch holding it is fsync'd or has failed. done must not block.
+// For appends to the same user, done calls happen in seq order. After Close, done runs at
+// once on the calling goroutine with ErrClosed. done may be nil.
+func (s *Store) Append(req AppendRequest, done func(AppendResult, error)) {
+	op := Op{
+		Kind:      OpAppend,
+		User:      req.User,
+		Tag:       rand.Uint64(),
+		EntryKind: req.Kind,
+		Sender:    req.Sender,
+		TimeMS:    req.TimeMS,
+		Body:      req.Body,
+	}
+	if op.TimeMS == 0 {
+		op.TimeMS = uint64(time.Now().UnixMilli())
+	}
+	if req.Dedup != nil {
+		key := *req.Dedup
+		op.Dedup = &key
+		op.DedupUntilMS = dedupUntil(op.TimeMS, s.opts.DedupWindow)
+	}
+	if !s.enqueue(queuedOp{op: op, done: done}) && done != nil {
+		done(AppendResult{}, ErrClosed)
+	}
+}
+
+// AppendSync appends req and waits until it is on disk or has failed.
+func (s *Store) AppendSync(req AppendRequest) (AppendResult, error) {
+	type outcome struct {
+		result AppendResult
+		err    error
+	}
+	ch := make(chan outcome, 1)
+	s.Append(req, func(r AppendResult, err error) { ch <- outcome{r, err} })
+	o := <-ch
+	return o.result, o.err
+}
+
+// Ack queues the deletion of entry seq of user's inbox if its tag matches (a v1 ACK). It does
+// not wait for the commit, and an ack lost to a failed commit only causes a redelivery.
+// Acks after Close are dropped.
+func (s *Store) Ack(user string, seq, tag uint64) {
+	s.enqueue(queuedOp{op: Op{Kind: OpAck, User: user, Seq: seq, Tag: tag}})
+}
+
+// AckUpTo queues the deletion of every entry of user's inbox with Seq <= seq (a v2 cumulative
+// ACK2). Like Ack, it does not wait for the commit.
+func (s *Store) AckUpTo(user string, seq uint64) {
+	s.enqueue(queuedOp{op: Op{Kind: OpAckUpTo, User: user, Seq: seq}})
+}
+
+// SetLastSeen queues storing unixSec as user's last-seen time. It does not wait for the
+// commit.
+func (s *Store) SetLastSeen(user string, unixSec uint64) {
+	s.enqueue(queuedOp{op: Op{Kind: OpSetLastSeen, User: user, LastSeenSec: unixSec}})
+}
+
+// Stats returns counters of the work done since Open. Ops/Commits is the mean group-commit
+// size.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Commits:       s.stats.commits.Load(),
+		Ops:           s.stats.ops.Load(),
+		Appends:       s.stats.appends.Load(),
+		FailedCommits: s.stats.failedCommits.Load(),
+	}
+}

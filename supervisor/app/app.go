@@ -1,0 +1,390 @@
+// Package app builds and runs the application tree of one Iris node, as
+// OTP builds an application from supervisors:
+//
+//	node (one_for_one)
+//	├── store      Pebble store
+//	├── cluster    proto.actor cluster member
+//	├── shards     watches the shard grains the cluster activates here
+//	├── routers    (one_for_one) router-0 … router-N-1
+//	├── gateway    (one_for_one)
+//	│   ├── registrar   repeats live sessions' registrations to shards
+//	│   ├── sessions    (simple_one_for_one, temporary) one per connection
+//	│   ├── tcp         TCP listener
+//	│   └── ws          WebSocket listener
+//	└── admin      HTTP: /healthz, /readyz, /stats, /metrics
+//
+// Children start in that order and stop in reverse, so connections close
+// before routing stops, and the store closes last, after its queued writes.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/iris-im/iris/actors"
+	"github.com/iris-im/iris/cluster"
+	"github.com/iris-im/iris/config"
+	"github.com/iris-im/iris/gateway"
+	"github.com/iris-im/iris/gateway/admin"
+	"github.com/iris-im/iris/gateway/auth"
+	"github.com/iris-im/iris/gateway/wire"
+	"github.com/iris-im/iris/storage"
+	"github.com/iris-im/iris/supervisor"
+)
+
+// Node is a running Iris node.
+type Node struct {
+	cfg    *config.Config
+	logger *slog.Logger
+
+	// Stats counts what the node's actors do.
+	Stats *actors.Stats
+	// Supervision counts restarts and escalations in the node's tree.
+	Supervision *supervisor.Events
+
+	system      *actor.ActorSystem
+	tree        *supervisor.Ref
+	store       *storeRef
+	member      *memberRef
+	tcp, ws     *gateway.ListenerConfig
+	adminAddr   atomic.Pointer[string]
+	activations atomic.Int64
+	ready       atomic.Bool
+	done        chan struct{}
+}
+
+// Start builds the node described by cfg and returns once every child of
+// its tree has started, so its listeners accept connections. On failure it
+// stops whatever it had started and returns an error naming the child.
+func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
+	if cfg.Node.Role != config.RoleAll {
+		return nil, fmt.Errorf("node.role %q: only role %q is available in this build", cfg.Node.Role, config.RoleAll)
+	}
+	if err := ensureDataDir(cfg.Node.DataDir, logger); err != nil {
+		return nil, err
+	}
+
+	n := &Node{
+		cfg:         cfg,
+		logger:      logger,
+		Stats:       &actors.Stats{},
+		Supervision: supervisor.NewEvents(),
+		store:       &storeRef{},
+		member:      &memberRef{},
+		done:        make(chan struct{}),
+	}
+	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
+	}))
+
+	tree, err := supervisor.Start(n.system, "node", n.spec())
+	if err != nil {
+		n.system.Shutdown()
+		return nil, fmt.Errorf("start node: %w", err)
+	}
+	n.tree = tree
+	n.ready.Store(true)
+	go func() {
+		<-tree.Done()
+		n.ready.Store(false)
+		n.system.Shutdown()
+		close(n.done)
+	}()
+
+	logger.Info("node started", "node", cfg.Node.Name, "role", cfg.Node.Role,
+		"tcp", addrString(n.TCPAddr()), "ws", addrString(n.WSAddr()), "admin", addrString(n.AdminAddr()),
+		"data_dir", cfg.Node.DataDir)
+	return n, nil
+}
+
+// spec returns the supervision tree of the node.
+func (n *Node) spec() supervisor.Spec {
+	return supervisor.Spec{
+		Strategy:  supervisor.OneForOne,
+		Intensity: 5,
+		Period:    10 * time.Second,
+		Logger:    n.logger.With("component", "supervisor"),
+		Events:    n.Supervision,
+		Children: []supervisor.ChildSpec{
+			n.storeSpec(),
+			n.clusterSpec(),
+			{ID: "shards", Start: supervisor.StartActor(func(any) actor.Actor {
+				return &shardsActor{activations: &n.activations}
+			})},
+			supervisor.SupervisorChild("routers", n.routersSpec()),
+			supervisor.SupervisorChild("gateway", n.gatewaySpec()),
+			n.adminSpec(),
+		},
+	}
+}
+
+func (n *Node) storeSpec() supervisor.ChildSpec {
+	cfg := n.cfg
+	opts := storage.Options{
+		Dir:         filepath.Join(cfg.Node.DataDir, "store"),
+		DedupWindow: cfg.Store.DedupWindow,
+		MaxInbox:    cfg.Limits.Inbox,
+		MaxBatch:    cfg.Store.GroupCommitMax,
+		Logger:      n.logger.With("component", "store"),
+	}
+	return supervisor.ChildSpec{
+		ID:       "store",
+		Start:    supervisor.StartActor(func(any) actor.Actor { return &storeActor{opts: opts, ref: n.store} }),
+		Shutdown: 30 * time.Second, // closing waits for queued writes
+	}
+}
+
+func (n *Node) clusterSpec() supervisor.ChildSpec {
+	cfg := n.cfg
+	shardKind := actors.NewShardKind(&actors.ShardConfig{
+		Store:   n.store,
+		Stats:   n.Stats,
+		Logger:  n.logger.With("component", "shard"),
+		MaxPage: fetchPage,
+	})
+	opts := cluster.Options{
+		Name:           cfg.Cluster.Name,
+		Host:           cfg.Cluster.Host,
+		Port:           cfg.Cluster.Port,
+		RequestTimeout: cfg.Cluster.RequestTimeout,
+		Kinds:          []*protocluster.Kind{shardKind},
+		Logger:         n.logger.With("component", "cluster"),
+	}
+	return supervisor.ChildSpec{
+		ID:       "cluster",
+		Start:    supervisor.StartActor(func(any) actor.Actor { return &clusterActor{opts: opts, member: n.member} }),
+		Shutdown: 10 * time.Second,
+	}
+}
+
+// fetchPage is how many inbox entries a session reads at once at login.
+const fetchPage = 512
+
+func (n *Node) routersSpec() supervisor.Spec {
+	props := &actors.RouterConfig{
+		Cluster: n.member.cluster,
+		Shards:  n.cfg.Cluster.Shards,
+		Stats:   n.Stats,
+		Logger:  n.logger.With("component", "router"),
+	}
+	spec := supervisor.Spec{Strategy: supervisor.OneForOne, Intensity: 10, Period: 10 * time.Second}
+	for i := range n.cfg.Router.EffectivePoolSize() {
+		spec.Children = append(spec.Children, supervisor.ChildSpec{
+			ID:    fmt.Sprintf("router-%d", i),
+			Start: supervisor.StartActor(func(any) actor.Actor { return actors.NewRouter(props) }),
+		})
+	}
+	return spec
+}
+
+// routerNames returns the PID ids of the routers: a supervised child's id is
+// its supervisor's id, a slash, and the child's id, on every incarnation.
+func (n *Node) routerNames() []string {
+	names := make([]string, n.cfg.Router.EffectivePoolSize())
+	for i := range names {
+		names[i] = fmt.Sprintf("node/routers/router-%d", i)
+	}
+	return names
+}
+
+func (n *Node) gatewaySpec() supervisor.Spec {
+	cfg := n.cfg
+	routers := actors.NewRouterPool(n.system, n.routerNames())
+
+	var verifier actors.Verifier
+	if cfg.Auth.JWTSecret != "" {
+		verifier = auth.NewVerifier([]byte(cfg.Auth.JWTSecret), cfg.Auth.Issuer, cfg.Auth.Algorithms)
+	}
+	sessionCfg := &actors.SessionConfig{
+		Limits:            wireLimits(cfg.Limits),
+		LoginTimeout:      cfg.Edge.LoginTimeout,
+		RedeliveryTimeout: cfg.Edge.RedeliveryTimeout,
+		RequestTimeout:    cfg.Cluster.RequestTimeout,
+		MaxInflight:       1024,
+		FetchPage:         fetchPage,
+		AuthRequired:      cfg.Auth.Required,
+		Verifier:          verifier,
+		Routers:           routers,
+		Registrar:         actor.NewPID(n.system.Address(), "node/gateway/registrar"),
+		Limiter:           actors.NewRateLimiter(float64(cfg.Limits.SendRate), cfg.Limits.SendBurst),
+		Stats:             n.Stats,
+		Logger:            n.logger.With("component", "session"),
+	}
+
+	sessions := supervisor.NewRef(n.system, actor.NewPID(n.system.Address(), "node/gateway/sessions"))
+	startSession := func(conn actors.Conn) (*actor.PID, error) { return sessions.StartSimpleChild(conn) }
+	n.tcp = n.listenerConfig("tcp", cfg.Edge.TCPAddr, startSession)
+	n.ws = n.listenerConfig("ws", cfg.Edge.WSAddr, startSession)
+
+	return supervisor.Spec{
+		Strategy:  supervisor.OneForOne,
+		Intensity: 10,
+		Period:    10 * time.Second,
+		Children: []supervisor.ChildSpec{
+			{ID: "registrar", Start: supervisor.StartActor(func(any) actor.Actor {
+				return actors.NewRegistrar(&actors.RegistrarConfig{Routers: routers, Shards: cfg.Cluster.Shards, Every: time.Second})
+			})},
+			supervisor.SupervisorChild("sessions", supervisor.Spec{
+				Strategy: supervisor.SimpleOneForOne,
+				Children: []supervisor.ChildSpec{{
+					ID:       "session",
+					Restart:  supervisor.Temporary, // its state dies with its connection
+					Shutdown: 5 * time.Second,
+					Start: supervisor.StartActor(func(arg any) actor.Actor {
+						return actors.NewSession(sessionCfg, arg.(actors.Conn))
+					}),
+				}},
+			}),
+			{ID: "tcp", Start: supervisor.StartActor(gateway.NewListener(n.tcp))},
+			{ID: "ws", Start: supervisor.StartActor(gateway.NewListener(n.ws))},
+		},
+	}
+}
+
+func (n *Node) listenerConfig(transport, addr string, start gateway.SessionStarter) *gateway.ListenerConfig {
+	return &gateway.ListenerConfig{
+		Transport:    transport,
+		Addr:         addr,
+		WSPath:       n.cfg.Edge.WSPath,
+		WriteTimeout: n.cfg.Edge.WriteTimeout,
+		ReadBuffer:   4 << 10,
+		MaxWSMessage: n.cfg.Limits.ReceiveBuffer,
+		System:       n.system,
+		Start:        start,
+		Logger:       n.logger.With("component", "gateway"),
+	}
+}
+
+func (n *Node) adminSpec() supervisor.ChildSpec {
+	cfg := admin.Config{
+		Addr:   n.cfg.Admin.Addr,
+		Stats:  n.Stats,
+		Ready:  n.ready.Load,
+		Tree:   n.Tree,
+		Logger: n.logger.With("component", "admin"),
+	}
+	return supervisor.ChildSpec{
+		ID:    "admin",
+		Start: supervisor.StartActor(func(any) actor.Actor { return &adminActor{cfg: cfg, addr: &n.adminAddr} }),
+	}
+}
+
+// Stop stops the tree in reverse start order: the admin server, the
+// listeners and every session, the routers, the cluster membership, and
+// last the store after its queued writes. It returns when the node has
+// stopped or ctx ends.
+func (n *Node) Stop(ctx context.Context) error {
+	n.ready.Store(false)
+	if err := n.tree.Stop(ctx); err != nil {
+		return fmt.Errorf("node stop: %w", err)
+	}
+	select {
+	case <-n.done:
+	case <-ctx.Done():
+		return fmt.Errorf("node stop: %w", ctx.Err())
+	}
+	n.logger.Info("node stopped", "node", n.cfg.Node.Name)
+	return nil
+}
+
+// Done is closed when the node has stopped, by Stop or because its tree
+// gave up after too many restarts.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Err returns why the node stopped on its own, or nil.
+func (n *Node) Err() error { return n.tree.Err() }
+
+// Tree returns the node's running supervision tree.
+func (n *Node) Tree() (supervisor.Node, error) { return n.tree.Tree() }
+
+// TCPAddr returns the bound TCP listener address.
+func (n *Node) TCPAddr() net.Addr { return tcpAddr(n.tcp.BoundAddr()) }
+
+// WSAddr returns the bound WebSocket listener address.
+func (n *Node) WSAddr() net.Addr { return tcpAddr(n.ws.BoundAddr()) }
+
+// AdminAddr returns the bound admin server address.
+func (n *Node) AdminAddr() net.Addr {
+	if p := n.adminAddr.Load(); p != nil {
+		return tcpAddr(*p)
+	}
+	return nil
+}
+
+func tcpAddr(s string) net.Addr {
+	a, err := net.ResolveTCPAddr("tcp", s)
+	if err != nil {
+		return nil
+	}
+	return a
+}
+
+// ensureDataDir creates the data directory on a node's first start. An
+// existing path that is not a directory is an error.
+func ensureDataDir(dir string, logger *slog.Logger) error {
+	info, err := os.Stat(dir)
+	switch {
+	case err == nil && !info.IsDir():
+		return fmt.Errorf("node.data_dir %s is not a directory", dir)
+	case err == nil:
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("node.data_dir %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("create node.data_dir %s: %w", dir, err)
+	}
+	logger.Warn("data dir did not exist; created it with an empty store", "data_dir", dir)
+	return nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+func wireLimits(l config.Limits) wire.Limits {
+	w := wire.DefaultLimits()
+	w.MaxUserName = l.UserName
+	w.MaxTarget = l.Target
+	w.MaxMessage = l.Message
+	w.MaxCBOR = l.CBOR
+	w.MaxKeyBundle = l.KeyBundle
+	w.MaxE2EEHeader = l.E2EEHeader
+	w.MaxBatchBytes = l.BatchBytes
+	w.MaxBatchEntries = l.BatchEntries
+	w.RecvBuffer = l.ReceiveBuffer
+	return w
+}
+
+// minLevel drops records below min; proto.actor logs routine events at
+// info level that would drown the node's own log lines.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevel{Handler: h.Handler.WithAttrs(attrs), min: h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
+}

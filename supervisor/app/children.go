@@ -1,0 +1,209 @@
+package app
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/eventstream"
+
+	"github.com/iris-im/iris/actors"
+	"github.com/iris-im/iris/cluster"
+	"github.com/iris-im/iris/gateway/admin"
+	"github.com/iris-im/iris/storage"
+)
+
+// storeActor owns the node's Pebble store: it opens the store when it
+// starts and closes it, after the queued writes, when it stops. The open
+// store is published through a storeRef, so a restarted store actor is
+// picked up by the shards without restarting them.
+//
+// Handles: actors.Crash.
+type storeActor struct {
+	opts storage.Options
+	ref  *storeRef
+	s    *storage.Store
+}
+
+func (a *storeActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		s, err := storage.Open(a.opts)
+		if err != nil {
+			panic(fmt.Errorf("open store: %w", err))
+		}
+		a.s = s
+		a.ref.set(s)
+	case *actor.Stopping, *actor.Restarting:
+		if a.s != nil {
+			a.ref.set(nil)
+			if err := a.s.Close(); err != nil {
+				ctx.Logger().Error("store close failed", "err", err)
+			}
+			a.s = nil
+		}
+	case *actors.Crash:
+		panic(msg.Reason)
+	}
+}
+
+// storeRef is the store the shards use: whichever store the store actor
+// has open. Between a close and the next open, every call fails with
+// storage.ErrClosed, which sessions report as store_unavailable.
+type storeRef struct{ p atomic.Pointer[storage.Store] }
+
+func (r *storeRef) set(s *storage.Store) { r.p.Store(s) }
+
+func (r *storeRef) get() (*storage.Store, error) {
+	if s := r.p.Load(); s != nil {
+		return s, nil
+	}
+	return nil, storage.ErrClosed
+}
+
+func (r *storeRef) Append(req storage.AppendRequest, done func(storage.AppendResult, error)) {
+	s, err := r.get()
+	if err != nil {
+		done(storage.AppendResult{}, err)
+		return
+	}
+	s.Append(req, done)
+}
+
+func (r *storeRef) Ack(user string, seq, tag uint64) {
+	if s, err := r.get(); err == nil {
+		s.Ack(user, seq, tag)
+	}
+}
+
+func (r *storeRef) AckUpTo(user string, seq uint64) {
+	if s, err := r.get(); err == nil {
+		s.AckUpTo(user, seq)
+	}
+}
+
+func (r *storeRef) SetLastSeen(user string, unixSec uint64) {
+	if s, err := r.get(); err == nil {
+		s.SetLastSeen(user, unixSec)
+	}
+}
+
+func (r *storeRef) LastSeen(user string) (uint64, bool, error) {
+	s, err := r.get()
+	if err != nil {
+		return 0, false, err
+	}
+	return s.LastSeen(user)
+}
+
+func (r *storeRef) Inbox(user string, afterSeq uint64, limit int) ([]storage.Entry, error) {
+	s, err := r.get()
+	if err != nil {
+		return nil, err
+	}
+	return s.Inbox(user, afterSeq, limit)
+}
+
+// clusterActor makes the node a member of its cluster when it starts and
+// leaves the cluster when it stops. The member is published through
+// memberRef for the routers.
+//
+// NB: proto.actor cannot start a second cluster on an actor system, so a
+// crash of this actor is not recoverable by a restart; the node's
+// supervisor then escalates and the node stops.
+type clusterActor struct {
+	opts   cluster.Options
+	member *memberRef
+	m      *cluster.Member
+}
+
+func (a *clusterActor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		m, err := cluster.StartLocalMember(ctx.ActorSystem(), a.opts)
+		if err != nil {
+			panic(err)
+		}
+		a.m = m
+		a.member.set(m)
+	case *actor.Stopping:
+		if a.m != nil {
+			a.m.Stop()
+			a.m = nil
+		}
+	}
+}
+
+// memberRef holds the started cluster member.
+type memberRef struct {
+	p atomic.Pointer[cluster.Member]
+}
+
+func (r *memberRef) set(m *cluster.Member) { r.p.Store(m) }
+
+func (r *memberRef) cluster() *protocluster.Cluster {
+	if m := r.p.Load(); m != nil {
+		return m.Cluster
+	}
+	return nil
+}
+
+// shardsActor watches the shard grains this node hosts. proto.actor's
+// activator spawns the grains and restarts one that panics; this actor
+// counts their activations (restarts included) from the node's event
+// stream, so that the node's stats can show them.
+//
+// Handles: actors.ShardActivated (event stream), actors.Crash.
+type shardsActor struct {
+	activations *atomic.Int64
+	sub         *eventstream.Subscription
+}
+
+func (a *shardsActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.sub = ctx.ActorSystem().EventStream.Subscribe(func(evt interface{}) {
+			if e, ok := evt.(*actors.ShardActivated); ok {
+				root.Send(self, e)
+			}
+		})
+	case *actor.Stopping, *actor.Restarting:
+		ctx.ActorSystem().EventStream.Unsubscribe(a.sub)
+	case *actors.ShardActivated:
+		a.activations.Add(1)
+	case *actors.Crash:
+		panic(msg.Reason)
+	}
+}
+
+// adminActor runs the admin HTTP server.
+type adminActor struct {
+	cfg    admin.Config
+	server *admin.Server
+	addr   *atomic.Pointer[string]
+}
+
+func (a *adminActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		if bound := a.addr.Load(); bound != nil {
+			a.cfg.Addr = *bound // a restart binds the port the first start picked
+		}
+		s, err := admin.Start(a.cfg)
+		if err != nil {
+			panic(err)
+		}
+		a.server = s
+		bound := s.Addr().String()
+		a.addr.Store(&bound)
+	case *actor.Stopping, *actor.Restarting:
+		if a.server != nil {
+			a.server.Stop()
+			a.server = nil
+		}
+	case *actors.Crash:
+		panic(msg.Reason)
+	}
+}
