@@ -6,21 +6,28 @@ import (
 )
 
 // RateLimiter hands out one token bucket per user, shared by all of that
-// user's sessions on this node. Buckets are reference-counted and dropped
-// when the user's last session on the node closes.
+// user's sessions on this node. A bucket outlives the user's last session
+// until it has refilled, so reconnecting does not reset the limit.
 //
 // NOTE: a user connected to several edges gets one bucket per edge.
 type RateLimiter struct {
 	rate  float64 // tokens added per second
 	burst int     // bucket capacity
 
-	mu      sync.Mutex
-	buckets map[string]*Bucket
+	mu       sync.Mutex
+	buckets  map[string]*Bucket
+	acquires int // Acquire calls since the last sweep
 }
+
+// sweepEvery is how many Acquire calls pass between sweeps of idle buckets.
+const sweepEvery = 1024
 
 // NewRateLimiter returns a limiter that allows rate sends per second per
 // user with bursts of up to burst. A rate of 0 disables limiting.
 func NewRateLimiter(rate float64, burst int) *RateLimiter {
+	if rate <= 0 {
+		rate, burst = 0, 0
+	}
 	return &RateLimiter{rate: rate, burst: burst, buckets: make(map[string]*Bucket)}
 }
 
@@ -37,7 +44,31 @@ func (l *RateLimiter) Acquire(user string) *Bucket {
 		l.buckets[user] = b
 	}
 	b.refs++
+
+	l.acquires++
+	if l.acquires >= sweepEvery {
+		l.acquires = 0
+		l.sweep()
+	}
 	return b
+}
+
+// sweep drops the buckets of users without sessions that have refilled,
+// since a new bucket would start the same. The caller holds l.mu.
+func (l *RateLimiter) sweep() {
+	var refill time.Duration
+	if l.rate > 0 {
+		refill = time.Duration(float64(l.burst) / l.rate * float64(time.Second))
+	}
+	now := time.Now()
+	for user, b := range l.buckets {
+		b.mu.Lock()
+		idle := now.Sub(b.last)
+		b.mu.Unlock()
+		if b.refs <= 0 && idle >= refill {
+			delete(l.buckets, user)
+		}
+	}
 }
 
 // Release counts one session less on the user's bucket.
@@ -46,9 +77,6 @@ func (l *RateLimiter) Release(user string) {
 	defer l.mu.Unlock()
 	if b := l.buckets[user]; b != nil {
 		b.refs--
-		if b.refs <= 0 {
-			delete(l.buckets, user)
-		}
 	}
 }
 

@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -60,6 +61,7 @@ type ConnClosed struct{ Err error }
 type loginTimeout struct{}
 type loginGraceOver struct{}
 type redeliveryTick struct{}
+type sendRetryTick struct{}
 
 // loginGrace is how long a lone LOGIN opcode waits for the read that carries
 // the user name. A LOGIN has no length field, so an opcode with nothing
@@ -76,10 +78,43 @@ const (
 	profileV2           // logged in with 0x08: deliveries as 0x11, sends answered with 0x0B/0x0C
 )
 
-// pendingSend is an append this session is waiting on.
+// pendingSend is an append this session is waiting on. The envelope is
+// kept so that an append whose reply does not come (its router or shard
+// crashed with it in the mailbox) is sent again.
 type pendingSend struct {
-	v2  bool
-	cid uint64
+	v2     bool
+	cid    uint64
+	target string
+	n      uint64 // order of this append among the session's appends to target
+	env    *irispb.Envelope
+	sentAt time.Time
+	tries  int
+}
+
+// targetOrder numbers the appends of a session to one target, so the store
+// can keep them in order (see storage.OrderKey).
+type targetOrder struct {
+	next     uint64          // N of the next append
+	waiting  []uint64        // Ns awaiting a reply, ascending
+	answered map[uint64]bool // Ns in waiting that have their reply
+	resentAt time.Time       // last resend after an out_of_order reply
+}
+
+// base returns the lowest N still awaiting a reply, or the next N.
+func (o *targetOrder) base() uint64 {
+	if len(o.waiting) > 0 {
+		return o.waiting[0]
+	}
+	return o.next
+}
+
+// answer records the reply of n and drops answered Ns from the front.
+func (o *targetOrder) answer(n uint64) {
+	o.answered[n] = true
+	for len(o.waiting) > 0 && o.answered[o.waiting[0]] {
+		delete(o.answered, o.waiting[0])
+		o.waiting = o.waiting[1:]
+	}
 }
 
 // pendingDelivery is an entry written to the client and not yet acknowledged.
@@ -118,9 +153,12 @@ type session struct {
 	user    string
 	bucket  *Bucket
 
-	nextRef  uint64
-	sends    map[uint64]pendingSend
-	heldDone chan struct{} // a reader waiting until sends drop below MaxInflight
+	nextRef   uint64
+	sends     map[uint64]*pendingSend
+	sendTimer *time.Timer
+	stream    uint64                  // random id of this connection's send stream
+	orders    map[string]*targetOrder // target → numbering of appends to it
+	heldDone  chan struct{}           // a reader waiting until sends drop below MaxInflight
 
 	catchingUp    bool
 	lastDelivered uint64
@@ -139,7 +177,9 @@ func NewSession(cfg *SessionConfig, conn Conn) actor.Actor {
 		cfg:     cfg,
 		conn:    conn,
 		decoder: wire.NewDecoder(cfg.Limits),
-		sends:   make(map[uint64]pendingSend),
+		sends:   make(map[uint64]*pendingSend),
+		orders:  make(map[string]*targetOrder),
+		stream:  rand.Uint64(),
 		pending: make(map[uint64]*pendingDelivery),
 	}
 }
@@ -163,6 +203,8 @@ func (s *session) Receive(ctx actor.Context) {
 		}
 	case *redeliveryTick:
 		s.redeliver()
+	case *sendRetryTick:
+		s.retrySends(ctx)
 	case *Crash:
 		panic(msg.Reason)
 	case *ConnClosed:
@@ -195,6 +237,9 @@ func (s *session) stop(ctx actor.Context) {
 	s.loginTimer.Stop()
 	if s.redeliveryTimer != nil {
 		s.redeliveryTimer.Stop()
+	}
+	if s.sendTimer != nil {
+		s.sendTimer.Stop()
 	}
 	s.releaseHeldReader()
 
@@ -232,7 +277,7 @@ func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
 		if err != nil {
 			var werr *wire.Error
 			if errors.As(err, &werr) && !werr.Fatal {
-				s.rejectFrame(werr)
+				s.rejectFrame(ctx, werr)
 				continue
 			}
 			s.fail(ctx, reasonOf(err))

@@ -17,7 +17,7 @@ import (
 func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 	switch body := env.Body.(type) {
 	case *irispb.Envelope_AppendReply:
-		s.finishSend(body.AppendReply)
+		s.finishSend(ctx, body.AppendReply)
 	case *irispb.Envelope_Deliver:
 		if s.profile == profileNone || s.catchingUp {
 			return // the inbox pages of the catch-up contain it
@@ -25,6 +25,8 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 		s.deliver(body.Deliver.Entry)
 	case *irispb.Envelope_FetchReply:
 		s.receivePage(ctx, body.FetchReply)
+	case *irispb.Envelope_Ack:
+		s.ackedElsewhere(body.Ack)
 	case *irispb.Envelope_Resync:
 		// The shard lost this session's registration (it restarted or
 		// moved) and may have stored entries without pushing them.
@@ -35,6 +37,23 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 	case *irispb.Envelope_StatusReply:
 		r := body.StatusReply
 		s.out = wire.AppendStatus(s.out, r.User, r.Online, r.LastSeen)
+	}
+}
+
+// ackedElsewhere drops deliveries that another session of the same user
+// has acknowledged.
+func (s *session) ackedElsewhere(ack *irispb.AckRequest) {
+	for _, item := range ack.Items {
+		if p, ok := s.pending[item.Seq]; ok && p.entry.Tag == item.Tag {
+			delete(s.pending, item.Seq)
+		}
+	}
+	if ack.UpTo > 0 {
+		for seq := range s.pending {
+			if seq <= ack.UpTo {
+				delete(s.pending, seq)
+			}
+		}
 	}
 }
 
@@ -141,6 +160,8 @@ func storeErrorReason(err error) string {
 	switch {
 	case errors.Is(err, storage.ErrInboxFull):
 		return reasonInboxFull
+	case errors.Is(err, storage.ErrOutOfOrder):
+		return reasonOutOfOrder
 	default:
 		return reasonStoreFailed
 	}

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"encoding/binary"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -20,6 +21,10 @@ const (
 	reasonUnavailable     = "service_unavailable"
 	reasonInboxFull       = "inbox_full"
 	reasonBadMessageID    = "invalid_message_id"
+
+	// reasonOutOfOrder is never sent to a client: the session resends the
+	// appends of that target in order.
+	reasonOutOfOrder = "out_of_order"
 )
 
 // Kinds of inbox entries: the opcode the content would have live.
@@ -60,7 +65,10 @@ func (s *session) handleFrame(ctx actor.Context, f *wire.Frame) {
 	case wire.OpBatchSend:
 		s.batchSend(ctx, f)
 	case wire.OpSend2:
-		s.send(ctx, f.Target, kindPlain, f.Msg, true, f.CID, "", f.CID)
+		// Dedup is per target as well as per cid, so that a cid reused for
+		// another recipient is stored rather than answered with the seq of
+		// a message in someone else's inbox.
+		s.send(ctx, f.Target, kindPlain, f.Msg, true, f.CID, "send2:"+string(f.Target), f.CID)
 	case wire.OpAck:
 		s.ackByID(f.ID[:])
 	case wire.OpAck2:
@@ -76,7 +84,13 @@ func (s *session) handleFrame(ctx actor.Context, f *wire.Frame) {
 
 // rejectFrame answers a frame the decoder skipped as invalid: a SEND2 with
 // REJECTED for its cid, anything else with an error frame.
-func (s *session) rejectFrame(werr *wire.Error) {
+func (s *session) rejectFrame(ctx actor.Context, werr *wire.Error) {
+	if s.decoder.SkippedOp() == wire.OpLogin2 {
+		// A failed login ends the connection, as LOGIN does.
+		s.cfg.Stats.LoginsFailed.Add(1)
+		s.fail(ctx, werr.Reason)
+		return
+	}
 	if cid, ok := s.decoder.SkippedCID(); ok {
 		s.cfg.Stats.Rejected.Add(1)
 		s.out = wire.AppendRejected(s.out, cid, werr.Reason)
@@ -149,21 +163,107 @@ func (s *session) send(ctx actor.Context, target []byte, kind uint8, msg []byte,
 func (s *session) append(ctx actor.Context, target string, kind uint8, msg []byte, v2 bool, cid uint64, dedup bool, scope string, id uint64) {
 	s.nextRef++
 	ref := s.nextRef
-	s.sends[ref] = pendingSend{v2: v2, cid: cid}
+
+	order := s.orders[target]
+	if order == nil {
+		order = &targetOrder{next: 1, answered: make(map[uint64]bool)}
+		s.orders[target] = order
+	}
+	n := order.next
+	order.next++
+	order.waiting = append(order.waiting, n)
 
 	body := make([]byte, len(msg))
 	copy(body, msg)
-	s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Append{Append: &irispb.AppendRequest{
-		Ref:        ref,
-		User:       target,
-		Sender:     s.user,
-		Kind:       uint32(kind),
-		Body:       body,
-		TimeMs:     uint64(time.Now().UnixMilli()),
-		Dedup:      dedup,
-		DedupScope: scope,
-		DedupId:    id,
-	}}})
+	env := &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Append{Append: &irispb.AppendRequest{
+		Ref:         ref,
+		User:        target,
+		Sender:      s.user,
+		Kind:        uint32(kind),
+		Body:        body,
+		TimeMs:      uint64(time.Now().UnixMilli()),
+		Dedup:       dedup,
+		DedupScope:  scope,
+		DedupId:     id,
+		OrderStream: s.stream,
+		OrderN:      n,
+		OrderBase:   order.base(),
+	}}}
+	s.sends[ref] = &pendingSend{v2: v2, cid: cid, target: target, n: n, env: env, sentAt: time.Now()}
+	s.toShard(ctx, env)
+
+	if s.sendTimer == nil {
+		self, root := s.self, s.sys.Root
+		s.sendTimer = time.AfterFunc(sendRetryAfter, func() { root.Send(self, &sendRetryTick{}) })
+	}
+}
+
+// sendRetryAfter is how long an append waits for its reply before it is
+// sent again; each further try waits twice as long, up to maxSendRetryAfter.
+// A reply normally takes one fsync, so this only fires when an actor on the
+// path crashed with the request in its mailbox.
+const (
+	sendRetryAfter    = time.Second
+	maxSendRetryAfter = 8 * time.Second
+)
+
+// retrySends sends again, in send order, every append whose reply is
+// overdue. Each carries its order key, so a retry of an append that was
+// stored after all is recognised as a repeat and stored once.
+func (s *session) retrySends(ctx actor.Context) {
+	s.sendTimer = nil
+	if len(s.sends) == 0 || s.closing {
+		return
+	}
+	now := time.Now()
+	for _, ref := range s.sendRefs() {
+		p := s.sends[ref]
+		wait := min(sendRetryAfter<<p.tries, maxSendRetryAfter)
+		if now.Sub(p.sentAt) < wait {
+			continue
+		}
+		s.resend(ctx, p, now)
+	}
+	self, root := s.self, s.sys.Root
+	s.sendTimer = time.AfterFunc(sendRetryAfter/2, func() { root.Send(self, &sendRetryTick{}) })
+}
+
+// resendTarget sends again, in order, every append to target that awaits
+// its reply: one of them came back out of order, so an earlier one was lost
+// on the way. Later out_of_order replies of the same burst are ignored for
+// resendGuard, while the resent appends are on their way.
+func (s *session) resendTarget(ctx actor.Context, target string) {
+	order := s.orders[target]
+	now := time.Now()
+	if order == nil || now.Sub(order.resentAt) < resendGuard {
+		return
+	}
+	order.resentAt = now
+	for _, ref := range s.sendRefs() {
+		if p := s.sends[ref]; p.target == target {
+			s.resend(ctx, p, now)
+		}
+	}
+}
+
+const resendGuard = 100 * time.Millisecond
+
+func (s *session) resend(ctx actor.Context, p *pendingSend, now time.Time) {
+	p.tries++
+	p.sentAt = now
+	p.env.GetAppend().OrderBase = s.orders[p.target].base()
+	s.cfg.Stats.SendRetries.Add(1)
+	s.toShard(ctx, p.env)
+}
+
+// sendRefs returns the refs of pending appends in send order.
+func (s *session) sendRefs() []uint64 {
+	refs := make([]uint64, 0, len(s.sends))
+	for ref := range s.sends {
+		refs = append(refs, ref)
+	}
+	slices.Sort(refs)
+	return refs
 }
 
 // batchSend appends every entry of a BATCH_SEND in blob order. The batch
@@ -197,12 +297,25 @@ func (s *session) rateLimited(v2 bool, cid uint64, wait time.Duration) {
 
 // finishSend answers the client once the shard has stored (or refused) one
 // of its messages.
-func (s *session) finishSend(reply *irispb.AppendReply) {
+func (s *session) finishSend(ctx actor.Context, reply *irispb.AppendReply) {
 	send, ok := s.sends[reply.Ref]
 	if !ok {
+		return // a late reply to an append already answered
+	}
+	if reply.Error == reasonOutOfOrder {
+		s.resendTarget(ctx, send.target)
 		return
 	}
 	delete(s.sends, reply.Ref)
+	s.orders[send.target].answer(send.n)
+	if reply.Duplicate && reply.Seq == 0 {
+		// A repeat caught by the order gate alone: the first attempt was
+		// stored and its reply was lost with it.
+		if send.v2 {
+			s.cfg.Logger.Warn("send2 repeat without a dedup record", "user", s.user, "cid", send.cid)
+		}
+		return
+	}
 	if len(s.sends) < s.cfg.MaxInflight {
 		s.releaseHeldReader()
 	}

@@ -105,7 +105,7 @@ func (s *shard) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 	case *irispb.Envelope_Append:
 		s.startAppend(ctx, body.Append)
 	case *irispb.Envelope_Ack:
-		s.ack(body.Ack)
+		s.ack(ctx, env, body.Ack)
 	case *irispb.Envelope_Register:
 		s.register(ctx, body.Register)
 	case *irispb.Envelope_Unregister:
@@ -134,6 +134,9 @@ func (s *shard) startAppend(ctx actor.Context, req *irispb.AppendRequest) {
 	}
 	if req.Dedup {
 		sreq.Dedup = &storage.DedupKey{Sender: req.Sender, Scope: req.DedupScope, ID: req.DedupId}
+	}
+	if req.OrderN > 0 {
+		sreq.Order = &storage.OrderKey{Stream: req.OrderStream, N: req.OrderN, Base: req.OrderBase}
 	}
 
 	// The callback runs on the store's commit goroutine: it only posts the
@@ -185,7 +188,9 @@ func (s *shard) finishAppend(ctx actor.Context, done *appendDone) {
 	}
 }
 
-func (s *shard) ack(req *irispb.AckRequest) {
+// ack removes acknowledged entries and tells the user's other sessions, so
+// that they stop redelivering what one device has already acknowledged.
+func (s *shard) ack(ctx actor.Context, env *irispb.Envelope, req *irispb.AckRequest) {
 	for _, item := range req.Items {
 		s.cfg.Store.Ack(req.User, item.Seq, item.Tag)
 	}
@@ -193,6 +198,13 @@ func (s *shard) ack(req *irispb.AckRequest) {
 		s.cfg.Store.AckUpTo(req.User, req.UpTo)
 	}
 	s.cfg.Stats.Acked.Add(uint64(len(req.Items)))
+
+	from := ctx.Sender()
+	for _, pid := range s.sessions[req.User] {
+		if from == nil || !pid.Equal(from) {
+			ctx.Send(pid, env)
+		}
+	}
 }
 
 func (s *shard) register(ctx actor.Context, req *irispb.RegisterRequest) {

@@ -20,6 +20,7 @@ type Stats struct {
 	BadFrames    atomic.Uint64 // frames answered with 0xFE
 	Routed       atomic.Uint64 // envelopes forwarded by routers
 	RouteFailed  atomic.Uint64 // envelopes a router could not place
+	SendRetries  atomic.Uint64 // appends sent again after their reply was overdue
 	LoginsOK     atomic.Uint64
 	LoginsFailed atomic.Uint64
 }

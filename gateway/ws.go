@@ -27,8 +27,18 @@ func (w *wsConn) Write(frames []byte) error {
 	return w.socket.WriteMessage(gws.OpcodeBinary, frames)
 }
 
+// Close sends a close frame, within a short deadline so that a client that
+// does not read cannot hold it, and closes the connection.
 func (w *wsConn) Close() error {
-	w.closeOnce.Do(func() { close(w.closed) })
+	first := false
+	w.closeOnce.Do(func() {
+		close(w.closed)
+		first = true
+	})
+	if first {
+		_ = w.socket.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = w.socket.WriteClose(1000, nil)
+	}
 	return w.socket.NetConn().Close()
 }
 

@@ -60,7 +60,8 @@ type Op struct {
 	Body      []byte // OpAppend: Entry.Body
 
 	Dedup        *DedupKey // OpAppend: nil for no dedup
-	DedupUntilMS uint64    // OpAppend: the dedup record matches repeats with TimeMS below this
+	Order        *OrderKey // OpAppend: nil for no ordering gate
+	DedupUntilMS uint64    // OpAppend: the dedup and order records written expire at this time
 
 	LastSeenSec uint64 // OpSetLastSeen: unix seconds
 }
@@ -203,6 +204,13 @@ func (a *applier) appendEntry(op *Op) (Result, error) {
 		}
 	}
 
+	if op.Order != nil {
+		res, proceed, err := a.checkOrder(op)
+		if err != nil || !proceed {
+			return res, err
+		}
+	}
+
 	meta, err := a.meta(op.User)
 	if err != nil {
 		return Result{}, err
@@ -237,6 +245,56 @@ func (a *applier) appendEntry(op *Op) (Result, error) {
 	}
 	a.appendCount++
 	return Result{Seq: meta.lastSeq, Tag: op.Tag}, nil
+}
+
+// checkOrder applies the ordering gate of an append (see OrderKey). When the append is next in
+// its stream it records its N and reports proceed; the record is written before the inbox
+// check, so an append rejected as ErrInboxFull counts as applied.
+func (a *applier) checkOrder(op *Op) (res Result, proceed bool, err error) {
+	id := orderID(op.User, op.Sender, op.Order.Stream)
+	var rec orderRecord
+	found := false
+	value, closer, err := a.batch.Get(orderKey(id))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return Result{}, false, err
+	default:
+		rec, err = decodeOrder(value)
+		closer.Close()
+		if err != nil {
+			return Result{}, false, err
+		}
+		found = op.TimeMS < rec.untilMS
+	}
+
+	var last uint64
+	if found {
+		last = rec.lastN
+	}
+	if op.Order.Base > 0 {
+		last = max(last, op.Order.Base-1)
+	}
+	switch {
+	case op.Order.N <= last:
+		return Result{Duplicate: true}, false, nil
+	case op.Order.N > last+1:
+		return Result{Err: fmt.Errorf("%w: stream %x to %q expects %d, got %d", ErrOutOfOrder, op.Order.Stream, op.User, last+1, op.Order.N)}, false, nil
+	}
+
+	if rec.untilMS != 0 && rec.untilMS != op.DedupUntilMS {
+		if err := a.batch.Delete(orderExpiryKey(rec.untilMS, id), nil); err != nil {
+			return Result{}, false, err
+		}
+	}
+	next := orderRecord{untilMS: op.DedupUntilMS, lastN: op.Order.N}
+	if err := a.batch.Set(orderKey(id), next.encode(), nil); err != nil {
+		return Result{}, false, err
+	}
+	if err := a.batch.Set(orderExpiryKey(op.DedupUntilMS, id), nil, nil); err != nil {
+		return Result{}, false, err
+	}
+	return Result{}, true, nil
 }
 
 func (a *applier) ack(user string, seq, tag uint64) error {
@@ -315,10 +373,19 @@ func (a *applier) ackUpTo(user string, upTo uint64) error {
 }
 
 func (a *applier) sweepDedup(nowMS uint64) error {
-	lower := []byte{tagDedupByTS}
-	upper := []byte{tagDedupByTS + 1}
+	if err := a.sweepIndex(tagDedupByTS, tagDedup, nowMS); err != nil {
+		return err
+	}
+	return a.sweepIndex(tagOrderByTS, tagOrder, nowMS)
+}
+
+// sweepIndex deletes up to sweepLimit records of table recordTag whose expiry index entries,
+// in table indexTag, are at or before nowMS.
+func (a *applier) sweepIndex(indexTag, recordTag byte, nowMS uint64) error {
+	lower := []byte{indexTag}
+	upper := []byte{indexTag + 1}
 	if nowMS < math.MaxUint64 {
-		upper = dedupExpiryKey(nowMS+1, nil)
+		upper = binary.BigEndian.AppendUint64([]byte{indexTag}, nowMS+1)
 	}
 	iter, err := a.batch.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
@@ -333,8 +400,8 @@ func (a *applier) sweepDedup(nowMS uint64) error {
 	}
 
 	for _, key := range keys {
-		id := key[1+8:]
-		if err := a.batch.Delete(dedupKey(id), nil); err != nil {
+		record := append([]byte{recordTag}, key[1+8:]...)
+		if err := a.batch.Delete(record, nil); err != nil {
 			return err
 		}
 		if err := a.batch.Delete(key, nil); err != nil {

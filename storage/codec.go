@@ -10,6 +10,12 @@ import (
 // instead of guessing, so a replica running older code stops rather than diverges.
 const opsFormatVersion = 1
 
+// Flags of an encoded append.
+const (
+	appendHasDedup = 1 << 0
+	appendHasOrder = 1 << 1
+)
+
 // ErrBadOps is wrapped by UnmarshalOps errors.
 var ErrBadOps = errors.New("storage: invalid encoded ops")
 
@@ -21,7 +27,10 @@ var ErrBadOps = errors.New("storage: invalid encoded ops")
 // uvarints except tags (8 bytes, big-endian, because they are random); strings and bodies are
 // uvarint(length) followed by the bytes.
 //
-//	append:        user entryKind(1) sender timeMS tag body hasDedup(1) [sender scope id untilMS]
+//	append:        user entryKind(1) sender timeMS tag body flags(1) [sender scope id] [stream(8) n base] [untilMS]
+//
+// In an append, flags bit 0 says a dedup key follows, bit 1 an order key, and untilMS follows
+// when either bit is set.
 //	ack:           user seq tag
 //	ack-up-to:     user seq
 //	set-last-seen: user lastSeenSec
@@ -49,15 +58,27 @@ func MarshalOps(ops []Op) ([]byte, error) {
 			buf = binary.BigEndian.AppendUint64(buf, op.Tag)
 			buf = binary.AppendUvarint(buf, uint64(len(op.Body)))
 			buf = append(buf, op.Body...)
-			if op.Dedup == nil {
-				buf = append(buf, 0)
-				continue
+			var flags byte
+			if op.Dedup != nil {
+				flags |= appendHasDedup
 			}
-			buf = append(buf, 1)
-			buf = appendString(buf, op.Dedup.Sender)
-			buf = appendString(buf, op.Dedup.Scope)
-			buf = binary.AppendUvarint(buf, op.Dedup.ID)
-			buf = binary.AppendUvarint(buf, op.DedupUntilMS)
+			if op.Order != nil {
+				flags |= appendHasOrder
+			}
+			buf = append(buf, flags)
+			if op.Dedup != nil {
+				buf = appendString(buf, op.Dedup.Sender)
+				buf = appendString(buf, op.Dedup.Scope)
+				buf = binary.AppendUvarint(buf, op.Dedup.ID)
+			}
+			if op.Order != nil {
+				buf = binary.BigEndian.AppendUint64(buf, op.Order.Stream)
+				buf = binary.AppendUvarint(buf, op.Order.N)
+				buf = binary.AppendUvarint(buf, op.Order.Base)
+			}
+			if flags != 0 {
+				buf = binary.AppendUvarint(buf, op.DedupUntilMS)
+			}
 		case OpAck:
 			buf = appendString(buf, op.User)
 			buf = binary.AppendUvarint(buf, op.Seq)
@@ -129,13 +150,19 @@ func (d *opsDecoder) decodeOp(op *Op) {
 		op.TimeMS = d.uvarint()
 		op.Tag = d.uint64()
 		op.Body = d.bytes()
-		switch hasDedup := d.byte(); hasDedup {
-		case 0:
-		case 1:
+		flags := d.byte()
+		if flags&^(appendHasDedup|appendHasOrder) != 0 {
+			d.fail(fmt.Sprintf("append flags %#x, expected bits 0 and 1 only", flags))
+			return
+		}
+		if flags&appendHasDedup != 0 {
 			op.Dedup = &DedupKey{Sender: d.string(), Scope: d.string(), ID: d.uvarint()}
+		}
+		if flags&appendHasOrder != 0 {
+			op.Order = &OrderKey{Stream: d.uint64(), N: d.uvarint(), Base: d.uvarint()}
+		}
+		if flags != 0 {
 			op.DedupUntilMS = d.uvarint()
-		default:
-			d.fail(fmt.Sprintf("dedup flag %d, expected 0 or 1", hasDedup))
 		}
 	case OpAck:
 		op.User = d.string()

@@ -85,7 +85,7 @@ func TestUnmarshalOpsRejectsBadInput(t *testing.T) {
 		{"wrong version", []byte{2, 0}, "format version 2"},
 		{"count beyond data", []byte{opsFormatVersion, 200, 1}, "count 200"},
 		{"unknown kind", []byte{opsFormatVersion, 1, 77}, "unknown op kind 77"},
-		{"bad dedup flag", append(slices.Clone(appendOp), 2), "dedup flag 2"},
+		{"unknown append flag", append(slices.Clone(appendOp), 4), "append flags 0x4"},
 		{"trailing bytes", append(slices.Clone(valid), 0), "1 trailing bytes"},
 		{"string longer than data", []byte{opsFormatVersion, 1, byte(OpAckUpTo), 50, 'a'}, "length 50"},
 	}

@@ -14,6 +14,8 @@ const (
 	tagLastSeen  = 'l'
 	tagDedup     = 'd'
 	tagDedupByTS = 'x'
+	tagOrder     = 'o'
+	tagOrderByTS = 'y'
 )
 
 // maxUserLen bounds user names so that keys stay small; Pebble itself accepts far longer keys.
@@ -85,6 +87,48 @@ func dedupExpiryKey(untilMS uint64, id []byte) []byte {
 	key = append(key, tagDedupByTS)
 	key = binary.BigEndian.AppendUint64(key, untilMS)
 	return append(key, id...)
+}
+
+// orderID names the ordering record of one sender stream to one recipient.
+func orderID(user, sender string, stream uint64) []byte {
+	id := make([]byte, 0, 2*binary.MaxVarintLen64+len(user)+len(sender)+8)
+	id = binary.AppendUvarint(id, uint64(len(user)))
+	id = append(id, user...)
+	id = binary.AppendUvarint(id, uint64(len(sender)))
+	id = append(id, sender...)
+	return binary.BigEndian.AppendUint64(id, stream)
+}
+
+func orderKey(id []byte) []byte {
+	return append([]byte{tagOrder}, id...)
+}
+
+func orderExpiryKey(untilMS uint64, id []byte) []byte {
+	key := make([]byte, 0, 1+8+len(id))
+	key = append(key, tagOrderByTS)
+	key = binary.BigEndian.AppendUint64(key, untilMS)
+	return append(key, id...)
+}
+
+// orderRecord is the value stored under 'o' orderID.
+type orderRecord struct {
+	untilMS uint64 // the record is forgotten by appends whose TimeMS is at or above this
+	lastN   uint64 // the highest N of the stream applied (stored or rejected for good)
+}
+
+const orderValueLen = 16
+
+func (r orderRecord) encode() []byte {
+	v := make([]byte, 0, orderValueLen)
+	v = binary.BigEndian.AppendUint64(v, r.untilMS)
+	return binary.BigEndian.AppendUint64(v, r.lastN)
+}
+
+func decodeOrder(v []byte) (orderRecord, error) {
+	if len(v) != orderValueLen {
+		return orderRecord{}, fmt.Errorf("%w: order record of %d bytes, expected %d", ErrCorrupted, len(v), orderValueLen)
+	}
+	return orderRecord{untilMS: binary.BigEndian.Uint64(v[0:8]), lastN: binary.BigEndian.Uint64(v[8:16])}, nil
 }
 
 // userMeta is the per-inbox metadata stored under 'm' user.
@@ -201,6 +245,10 @@ var (
 	ErrClosed = errors.New("storage: store is closed")
 	// ErrInboxFull rejects an append to an inbox that holds Options.MaxInbox unacked entries.
 	ErrInboxFull = errors.New("storage: inbox is full")
+	// ErrOutOfOrder rejects an append whose OrderKey.N skips an earlier append of its stream
+	// that the store has not applied yet. Nothing is stored; the sender resends the missing
+	// appends and then this one.
+	ErrOutOfOrder = errors.New("storage: append out of order")
 	// ErrInvalidRequest rejects an op whose user name cannot be stored or whose kind is unknown.
 	ErrInvalidRequest = errors.New("storage: invalid request")
 	// ErrCommitFailed wraps the cause of a failed Pebble commit. The ops of that batch may or

@@ -81,6 +81,25 @@ type AppendRequest struct {
 	// Options.DedupWindow returns the first append's result with Duplicate set and stores
 	// nothing.
 	Dedup *DedupKey
+
+	// Order is nil for no ordering gate. Otherwise the append is applied only in the order
+	// of Order.N within its stream; see OrderKey.
+	Order *OrderKey
+}
+
+// OrderKey keeps the appends of one sender stream to one recipient in the order they were
+// sent, even when some are lost on the way and resent: N is the append's position among the
+// stream's appends to this recipient, counting from 1, and Base is the lowest N of the stream
+// to this recipient still awaiting its result (Base <= N; every append below Base has had
+// one). The store expects N = max(last applied N, Base-1) + 1. A lower N is a repeat of an
+// applied append: it stores nothing and reports Duplicate (without a seq unless a dedup key
+// also matched). A higher N fails with ErrOutOfOrder and stores nothing. An append rejected
+// with ErrInboxFull still counts as applied, because its result is final. Order records
+// expire after Options.DedupWindow.
+type OrderKey struct {
+	Stream uint64 // identifies the sending stream, such as one client connection
+	N      uint64
+	Base   uint64
 }
 
 // DedupKey identifies a message as its sender numbered it.
@@ -258,6 +277,12 @@ func (s *Store) Append(req AppendRequest, done func(AppendResult, error)) {
 	if req.Dedup != nil {
 		key := *req.Dedup
 		op.Dedup = &key
+	}
+	if req.Order != nil {
+		key := *req.Order
+		op.Order = &key
+	}
+	if op.Dedup != nil || op.Order != nil {
 		op.DedupUntilMS = dedupUntil(op.TimeMS, s.opts.DedupWindow)
 	}
 	if !s.enqueue(queuedOp{op: op, done: done}) && done != nil {

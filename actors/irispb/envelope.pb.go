@@ -446,9 +446,16 @@ type AppendRequest struct {
 	TimeMs uint64                 `protobuf:"varint,6,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
 	// When dedup is set, a repeat of (sender, dedup_scope, dedup_id) within the
 	// dedup window returns the first append's seq and stores nothing.
-	Dedup         bool   `protobuf:"varint,7,opt,name=dedup,proto3" json:"dedup,omitempty"`
-	DedupScope    string `protobuf:"bytes,8,opt,name=dedup_scope,json=dedupScope,proto3" json:"dedup_scope,omitempty"`
-	DedupId       uint64 `protobuf:"varint,9,opt,name=dedup_id,json=dedupId,proto3" json:"dedup_id,omitempty"`
+	Dedup      bool   `protobuf:"varint,7,opt,name=dedup,proto3" json:"dedup,omitempty"`
+	DedupScope string `protobuf:"bytes,8,opt,name=dedup_scope,json=dedupScope,proto3" json:"dedup_scope,omitempty"`
+	DedupId    uint64 `protobuf:"varint,9,opt,name=dedup_id,json=dedupId,proto3" json:"dedup_id,omitempty"`
+	// When order_n is non-zero, the store applies the appends of one stream
+	// (one client connection) to this recipient only in order_n order; see
+	// storage.OrderKey. order_base is the lowest order_n of the stream to this
+	// recipient still awaiting its reply.
+	OrderStream   uint64 `protobuf:"varint,10,opt,name=order_stream,json=orderStream,proto3" json:"order_stream,omitempty"`
+	OrderN        uint64 `protobuf:"varint,11,opt,name=order_n,json=orderN,proto3" json:"order_n,omitempty"`
+	OrderBase     uint64 `protobuf:"varint,12,opt,name=order_base,json=orderBase,proto3" json:"order_base,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -542,6 +549,27 @@ func (x *AppendRequest) GetDedupScope() string {
 func (x *AppendRequest) GetDedupId() uint64 {
 	if x != nil {
 		return x.DedupId
+	}
+	return 0
+}
+
+func (x *AppendRequest) GetOrderStream() uint64 {
+	if x != nil {
+		return x.OrderStream
+	}
+	return 0
+}
+
+func (x *AppendRequest) GetOrderN() uint64 {
+	if x != nil {
+		return x.OrderN
+	}
+	return 0
+}
+
+func (x *AppendRequest) GetOrderBase() uint64 {
+	if x != nil {
+		return x.OrderBase
 	}
 	return 0
 }
@@ -1388,7 +1416,7 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\x04kind\x18\x03 \x01(\rR\x04kind\x12\x16\n" +
 	"\x06sender\x18\x04 \x01(\tR\x06sender\x12\x17\n" +
 	"\atime_ms\x18\x05 \x01(\x04R\x06timeMs\x12\x12\n" +
-	"\x04body\x18\x06 \x01(\fR\x04body\"\xe0\x01\n" +
+	"\x04body\x18\x06 \x01(\fR\x04body\"\xbb\x02\n" +
 	"\rAppendRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -1399,7 +1427,12 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\x05dedup\x18\a \x01(\bR\x05dedup\x12\x1f\n" +
 	"\vdedup_scope\x18\b \x01(\tR\n" +
 	"dedupScope\x12\x19\n" +
-	"\bdedup_id\x18\t \x01(\x04R\adedupId\"w\n" +
+	"\bdedup_id\x18\t \x01(\x04R\adedupId\x12!\n" +
+	"\forder_stream\x18\n" +
+	" \x01(\x04R\vorderStream\x12\x17\n" +
+	"\aorder_n\x18\v \x01(\x04R\x06orderN\x12\x1d\n" +
+	"\n" +
+	"order_base\x18\f \x01(\x04R\torderBase\"w\n" +
 	"\vAppendReply\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x10\n" +

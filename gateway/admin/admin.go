@@ -125,6 +125,7 @@ func counters(st *actors.Stats) map[string]uint64 {
 		"bad_frames":    st.BadFrames.Load(),
 		"routed":        st.Routed.Load(),
 		"route_failed":  st.RouteFailed.Load(),
+		"send_retries":  st.SendRetries.Load(),
 		"logins_ok":     st.LoginsOK.Load(),
 		"logins_failed": st.LoginsFailed.Load(),
 	}

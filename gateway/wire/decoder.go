@@ -342,6 +342,10 @@ func (d *Decoder) SkippedCID() (uint64, bool) {
 	return d.frame.CID, true
 }
 
+// SkippedOp returns the opcode of the frame that the last call to Next
+// skipped with a non-fatal error.
+func (d *Decoder) SkippedOp() byte { return d.frame.Op }
+
 // PendingLogin reports whether the buffered bytes are a lone LOGIN opcode,
 // which Next holds until the next read brings the user name. A session uses
 // it to reject an empty LOGIN when no name follows within a short grace.

@@ -58,6 +58,7 @@ type Node struct {
 	store       *storeRef
 	member      *memberRef
 	tcp, ws     *gateway.ListenerConfig
+	routers     *actors.RouterPool
 	adminAddr   atomic.Pointer[string]
 	activations atomic.Int64
 	ready       atomic.Bool
@@ -201,6 +202,7 @@ func (n *Node) routerNames() []string {
 func (n *Node) gatewaySpec() supervisor.Spec {
 	cfg := n.cfg
 	routers := actors.NewRouterPool(n.system, n.routerNames())
+	n.routers = routers
 
 	var verifier actors.Verifier
 	if cfg.Auth.JWTSecret != "" {
@@ -304,6 +306,9 @@ func (n *Node) Done() <-chan struct{} { return n.done }
 
 // Err returns why the node stopped on its own, or nil.
 func (n *Node) Err() error { return n.tree.Err() }
+
+// RouterPool returns the node's routers.
+func (n *Node) RouterPool() *actors.RouterPool { return n.routers }
 
 // Tree returns the node's running supervision tree.
 func (n *Node) Tree() (supervisor.Node, error) { return n.tree.Tree() }

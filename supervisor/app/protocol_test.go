@@ -1,0 +1,111 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/iris-im/iris/config"
+	"github.com/iris-im/iris/gateway/client"
+)
+
+func TestSend2CIDReusedForAnotherTarget(t *testing.T) {
+	n := startNode(t, nil)
+	erin := login2(t, n, "erin")
+
+	if err := erin.Send2(1, "frank", []byte("hi frank")); err != nil {
+		t.Fatal(err)
+	}
+	toFrank := expect(t, erin, client.OpAccepted)
+	if err := erin.Send2(1, "gina", []byte("hi gina")); err != nil {
+		t.Fatal(err)
+	}
+	toGina := expect(t, erin, client.OpAccepted)
+	if toFrank.Seq != 1 || toGina.Seq != 1 {
+		t.Fatalf("seqs = %d (frank), %d (gina); want 1 in each inbox", toFrank.Seq, toGina.Seq)
+	}
+
+	gina := login2(t, n, "gina")
+	f := expect(t, gina, client.OpDeliver)
+	if string(f.Msg) != "hi gina" {
+		t.Fatalf("gina got %q, want %q", f.Msg, "hi gina")
+	}
+}
+
+func TestLogin2WithInvalidNameCloses(t *testing.T) {
+	n := startNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "tcp", n.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	if err := c.WriteRaw([]byte{0x08, 0, 0, 0, 0}); err != nil { // empty user, empty token
+		t.Fatal(err)
+	}
+	frames, err := c.ExpectClosed(ctx)
+	if err != nil {
+		t.Fatalf("connection not closed after an invalid LOGIN2: %v", err)
+	}
+	if len(frames) == 0 || frames[0].Op != client.OpError || frames[0].Reason != "invalid_user_name" {
+		t.Fatalf("frames before close = %v, want one error invalid_user_name", frames)
+	}
+}
+
+func TestAckOnOneDeviceStopsRedeliveryOnOther(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.Edge.RedeliveryTimeout = 200 * time.Millisecond })
+	phone := login(t, n, "tcp", "quinn")
+	laptop := login(t, n, "ws", "quinn")
+	sender := login(t, n, "tcp", "rita")
+
+	if err := sender.Send("quinn", []byte("both")); err != nil {
+		t.Fatal(err)
+	}
+	onPhone := expect(t, phone, client.OpReliable)
+	expect(t, laptop, client.OpReliable)
+	if err := phone.Ack(onPhone.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// After several redelivery periods the laptop has seen no further copy.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for {
+		f, err := laptop.Next(ctx)
+		if err != nil {
+			break // no frame within the second: nothing was redelivered
+		}
+		if f.Op == client.OpReliable {
+			t.Fatalf("laptop got the entry acked on the phone again: id %x", f.ID)
+		}
+	}
+}
+
+func TestWebSocketErrorSendsCloseFrame(t *testing.T) {
+	n := startNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+n.WSAddr().String()+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+
+	if err := ws.Write(ctx, websocket.MessageBinary, []byte{0x99}); err != nil {
+		t.Fatal(err)
+	}
+	_, data, err := ws.Read(ctx)
+	if err != nil || len(data) == 0 || data[0] != 0xFE {
+		t.Fatalf("first message = %x, %v; want an error frame", data, err)
+	}
+	_, _, err = ws.Read(ctx)
+	var closeErr websocket.CloseError
+	if !errors.As(err, &closeErr) || closeErr.Code != websocket.StatusNormalClosure {
+		t.Fatalf("read after the error = %v, want a normal close frame", err)
+	}
+}
