@@ -31,6 +31,7 @@ var ErrBadOps = errors.New("storage: invalid encoded ops")
 //
 // In an append, flags bit 0 says a dedup key follows, bit 1 an order key, and untilMS follows
 // when either bit is set.
+//
 //	ack:           user seq tag
 //	ack-up-to:     user seq
 //	set-last-seen: user lastSeenSec
