@@ -28,14 +28,13 @@ var ErrBadOps = errors.New("storage: invalid encoded ops")
 // uvarint(length) followed by the bytes.
 //
 //	append:        user entryKind(1) sender timeMS tag body flags(1) [sender scope id] [stream(8) n base] [untilMS]
-//
-// In an append, flags bit 0 says a dedup key follows, bit 1 an order key, and untilMS follows
-// when either bit is set.
-//
 //	ack:           user seq tag
 //	ack-up-to:     user seq
 //	set-last-seen: user lastSeenSec
 //	sweep-dedup:   timeMS
+//
+// In an append, flags bit 0 says a dedup key follows, bit 1 an order key, and untilMS follows
+// when either bit is set.
 //
 // It returns an error wrapping ErrInvalidRequest for an unknown kind.
 func MarshalOps(ops []Op) ([]byte, error) {

@@ -41,32 +41,6 @@ func expect(t *testing.T, c *client.Conn, op client.Op) client.Frame {
 	return f
 }
 
-// expectRelayed returns the next frame on recipient and fails unless its
-// opcode is op. The failure lists what the sender received meanwhile, since
-// a rejected relay shows up there as an ERROR frame.
-func expectRelayed(t *testing.T, recipient, sender *client.Conn, op client.Op) client.Frame {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	f, err := recipient.Expect(ctx, op)
-	if err == nil {
-		return f
-	}
-
-	var senderFrames []client.Frame
-	for {
-		peek, cancelPeek := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		g, err := sender.Next(peek)
-		cancelPeek()
-		if err != nil {
-			break
-		}
-		senderFrames = append(senderFrames, g)
-	}
-	t.Fatalf("%s: %v; meanwhile %s received %v", recipient.User(), err, sender.User(), senderFrames)
-	return f
-}
-
 func testCtx(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
