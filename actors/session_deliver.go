@@ -75,13 +75,11 @@ func (s *session) receivePage(ctx actor.Context, page *irispb.FetchReply) {
 		s.fail(ctx, page.Error)
 		return
 	}
-	last := s.lastDelivered
 	for _, e := range page.Entries {
 		s.deliver(e)
-		last = max(last, e.Seq)
 	}
-	if page.More && len(page.Entries) > 0 {
-		s.fetchAfter(ctx, last)
+	if page.More && page.ScannedTo > 0 {
+		s.fetchAfter(ctx, page.ScannedTo)
 		return
 	}
 	s.catchingUp = false

@@ -20,9 +20,9 @@ import (
 // today, the replicated store in a cluster.
 type Store interface {
 	Append(req storage.AppendRequest, done func(storage.AppendResult, error))
-	Ack(user string, seq, tag uint64)
-	AckUpTo(user string, seq uint64)
-	SetLastSeen(user string, unixSec uint64)
+	// Submit queues an ack or last-seen op; done, if not nil, runs once it
+	// is committed or has failed.
+	Submit(op storage.Op, done func(error))
 	LastSeen(user string) (sec uint64, ok bool, err error)
 	Inbox(user string, afterSeq uint64, limit int) ([]storage.Entry, error)
 }
@@ -56,6 +56,39 @@ type shard struct {
 
 	sessions map[string][]*actor.PID // user → live sessions
 	owners   map[string]string       // session PID key → user
+
+	// Writes queued in the store but not yet committed, which reads of the
+	// store do not show yet: an inbox page must not bring back an entry
+	// acked a moment ago, and a user who just went offline must not look
+	// never seen.
+	acking   map[string]*pendingAcks // user → acks not yet committed
+	lastSeen map[string]uint64       // user → last-seen time not yet committed
+}
+
+// pendingAcks are the acks of one user queued in the store.
+type pendingAcks struct {
+	items map[uint64]uint64 // seq → tag
+	upTo  uint64            // the highest cumulative ack queued
+	ops   int               // ops queued and not yet committed
+}
+
+// hides reports whether e is acked by a queued ack.
+func (p *pendingAcks) hides(e storage.Entry) bool {
+	tag, ok := p.items[e.Seq]
+	return e.Seq <= p.upTo || (ok && tag == e.Tag)
+}
+
+// ackCommitted and lastSeenCommitted report a queued write as committed
+// (or failed, which makes the store's state visible again just the same).
+type ackCommitted struct {
+	user     string
+	seq, tag uint64 // one entry, or zero
+	upTo     uint64 // a cumulative ack, or zero
+}
+
+type lastSeenCommitted struct {
+	user string
+	sec  uint64
 }
 
 // appendDone carries a store commit result back into the shard's mailbox.
@@ -73,6 +106,8 @@ func NewShardKind(cfg *ShardConfig) *protocluster.Kind {
 			cfg:      cfg,
 			sessions: make(map[string][]*actor.PID),
 			owners:   make(map[string]string),
+			acking:   make(map[string]*pendingAcks),
+			lastSeen: make(map[string]uint64),
 		}
 	})
 	return protocluster.NewKind(cluster.ShardKind, props)
@@ -93,6 +128,12 @@ func (s *shard) Receive(ctx actor.Context) {
 		s.receiveEnvelope(ctx, msg)
 	case *appendDone:
 		s.finishAppend(ctx, msg)
+	case *ackCommitted:
+		s.finishAck(msg)
+	case *lastSeenCommitted:
+		if s.lastSeen[msg.user] == msg.sec {
+			delete(s.lastSeen, msg.user)
+		}
 	case *Crash:
 		panic(msg.Reason)
 	case *actor.Terminated:
@@ -191,11 +232,27 @@ func (s *shard) finishAppend(ctx actor.Context, done *appendDone) {
 // ack removes acknowledged entries and tells the user's other sessions, so
 // that they stop redelivering what one device has already acknowledged.
 func (s *shard) ack(ctx actor.Context, env *irispb.Envelope, req *irispb.AckRequest) {
-	for _, item := range req.Items {
-		s.cfg.Store.Ack(req.User, item.Seq, item.Tag)
+	user := req.User
+	pending := s.acking[user]
+	if pending == nil {
+		pending = &pendingAcks{items: make(map[uint64]uint64)}
+		s.acking[user] = pending
 	}
-	if req.UpTo > 0 {
-		s.cfg.Store.AckUpTo(req.User, req.UpTo)
+	self, root := s.self, s.system.Root
+	for _, item := range req.Items {
+		seq, tag := item.Seq, item.Tag
+		pending.items[seq] = tag
+		pending.ops++
+		s.cfg.Store.Submit(storage.Op{Kind: storage.OpAck, User: user, Seq: seq, Tag: tag}, func(error) {
+			root.Send(self, &ackCommitted{user: user, seq: seq, tag: tag})
+		})
+	}
+	if upTo := req.UpTo; upTo > 0 {
+		pending.upTo = max(pending.upTo, upTo)
+		pending.ops++
+		s.cfg.Store.Submit(storage.Op{Kind: storage.OpAckUpTo, User: user, Seq: upTo}, func(error) {
+			root.Send(self, &ackCommitted{user: user, upTo: upTo})
+		})
 	}
 	s.cfg.Stats.Acked.Add(uint64(len(req.Items)))
 
@@ -204,6 +261,24 @@ func (s *shard) ack(ctx actor.Context, env *irispb.Envelope, req *irispb.AckRequ
 		if from == nil || !pid.Equal(from) {
 			ctx.Send(pid, env)
 		}
+	}
+}
+
+// finishAck forgets a queued ack once the store has committed it.
+func (s *shard) finishAck(msg *ackCommitted) {
+	pending := s.acking[msg.user]
+	if pending == nil {
+		return
+	}
+	if msg.upTo > 0 && pending.upTo == msg.upTo {
+		pending.upTo = 0 // later cumulative acks, if any, are higher and still queued
+	}
+	if msg.upTo == 0 && pending.items[msg.seq] == msg.tag {
+		delete(pending.items, msg.seq)
+	}
+	pending.ops--
+	if pending.ops <= 0 {
+		delete(s.acking, msg.user)
 	}
 }
 
@@ -269,7 +344,12 @@ func (s *shard) removeSession(ctx actor.Context, pid *actor.PID, unwatch bool) {
 		return
 	}
 	delete(s.sessions, user)
-	s.cfg.Store.SetLastSeen(user, uint64(time.Now().Unix()))
+	sec := uint64(time.Now().Unix())
+	s.lastSeen[user] = sec
+	self, root := s.self, s.system.Root
+	s.cfg.Store.Submit(storage.Op{Kind: storage.OpSetLastSeen, User: user, LastSeenSec: sec}, func(error) {
+		root.Send(self, &lastSeenCommitted{user: user, sec: sec})
+	})
 }
 
 func (s *shard) fetch(ctx actor.Context, req *irispb.FetchRequest) {
@@ -284,11 +364,18 @@ func (s *shard) fetch(ctx actor.Context, req *irispb.FetchRequest) {
 		s.cfg.Logger.Warn("inbox read failed", "shard", s.identity, "user", req.User, "err", err)
 		reply.Error = reasonStoreFailed
 	}
-	reply.Entries = make([]*irispb.Entry, len(entries))
-	for i, e := range entries {
-		reply.Entries[i] = &irispb.Entry{Seq: e.Seq, Tag: e.Tag, Kind: uint32(e.Kind), Sender: e.Sender, TimeMs: e.TimeMS, Body: e.Body}
+	pending := s.acking[req.User]
+	reply.Entries = make([]*irispb.Entry, 0, len(entries))
+	for _, e := range entries {
+		if pending != nil && pending.hides(e) {
+			continue
+		}
+		reply.Entries = append(reply.Entries, &irispb.Entry{Seq: e.Seq, Tag: e.Tag, Kind: uint32(e.Kind), Sender: e.Sender, TimeMs: e.TimeMS, Body: e.Body})
 	}
 	reply.More = len(entries) == limit
+	if len(entries) > 0 {
+		reply.ScannedTo = entries[len(entries)-1].Seq
+	}
 	ctx.Respond(&irispb.Envelope{Version: 1, Body: &irispb.Envelope_FetchReply{FetchReply: reply}})
 }
 
@@ -296,6 +383,8 @@ func (s *shard) status(ctx actor.Context, req *irispb.StatusRequest) {
 	reply := &irispb.StatusReply{Ref: req.Ref, User: req.User}
 	if len(s.sessions[req.User]) > 0 {
 		reply.Online = true
+	} else if sec, ok := s.lastSeen[req.User]; ok {
+		reply.LastSeen = sec
 	} else if sec, ok, err := s.cfg.Store.LastSeen(req.User); err == nil && ok {
 		reply.LastSeen = sec
 	}

@@ -315,6 +315,20 @@ func (s *Store) AckUpTo(user string, seq uint64) {
 	s.enqueue(queuedOp{op: Op{Kind: OpAckUpTo, User: user, Seq: seq}})
 }
 
+// Submit queues op (an OpAck, OpAckUpTo or OpSetLastSeen) for the next group commit and
+// calls done, if it is not nil, once the batch holding it is committed or has failed. done
+// runs on the store's commit goroutine and must not block. Appends go through Append, which
+// also stamps their tag and dedup expiry.
+func (s *Store) Submit(op Op, done func(error)) {
+	q := queuedOp{op: op}
+	if done != nil {
+		q.done = func(_ AppendResult, err error) { done(err) }
+	}
+	if !s.enqueue(q) && done != nil {
+		done(ErrClosed)
+	}
+}
+
 // SetLastSeen queues storing unixSec as user's last-seen time. It does not wait for the
 // commit.
 func (s *Store) SetLastSeen(user string, unixSec uint64) {

@@ -1044,11 +1044,15 @@ func (x *FetchRequest) GetLimit() uint32 {
 
 // FetchReply carries one page of inbox entries in seq order.
 type FetchReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ref           uint64                 `protobuf:"varint,1,opt,name=ref,proto3" json:"ref,omitempty"`
-	Entries       []*Entry               `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
-	More          bool                   `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"` // the page was full; more entries may follow
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Ref     uint64                 `protobuf:"varint,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Entries []*Entry               `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	More    bool                   `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"` // the page was full; more entries may follow
+	Error   string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// The highest seq the shard read for this page, including entries it left
+	// out because an ack of them is still being written; the next page starts
+	// after it.
+	ScannedTo     uint64 `protobuf:"varint,5,opt,name=scanned_to,json=scannedTo,proto3" json:"scanned_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1109,6 +1113,13 @@ func (x *FetchReply) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *FetchReply) GetScannedTo() uint64 {
+	if x != nil {
+		return x.ScannedTo
+	}
+	return 0
 }
 
 // StatusRequest asks for a user's presence.
@@ -1462,13 +1473,15 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1b\n" +
 	"\tafter_seq\x18\x03 \x01(\x04R\bafterSeq\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\rR\x05limit\"r\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\"\x91\x01\n" +
 	"\n" +
 	"FetchReply\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12(\n" +
 	"\aentries\x18\x02 \x03(\v2\x0e.iris.v1.EntryR\aentries\x12\x12\n" +
 	"\x04more\x18\x03 \x01(\bR\x04more\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"5\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"scanned_to\x18\x05 \x01(\x04R\tscannedTo\"5\n" +
 	"\rStatusRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\"h\n" +

@@ -71,22 +71,15 @@ func (r *storeRef) Append(req storage.AppendRequest, done func(storage.AppendRes
 	s.Append(req, done)
 }
 
-func (r *storeRef) Ack(user string, seq, tag uint64) {
-	if s, err := r.get(); err == nil {
-		s.Ack(user, seq, tag)
+func (r *storeRef) Submit(op storage.Op, done func(error)) {
+	s, err := r.get()
+	if err != nil {
+		if done != nil {
+			done(err)
+		}
+		return
 	}
-}
-
-func (r *storeRef) AckUpTo(user string, seq uint64) {
-	if s, err := r.get(); err == nil {
-		s.AckUpTo(user, seq)
-	}
-}
-
-func (r *storeRef) SetLastSeen(user string, unixSec uint64) {
-	if s, err := r.get(); err == nil {
-		s.SetLastSeen(user, unixSec)
-	}
+	s.Submit(op, done)
 }
 
 func (r *storeRef) LastSeen(user string) (uint64, bool, error) {

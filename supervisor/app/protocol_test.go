@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -107,5 +108,54 @@ func TestWebSocketErrorSendsCloseFrame(t *testing.T) {
 	var closeErr websocket.CloseError
 	if !errors.As(err, &closeErr) || closeErr.Code != websocket.StatusNormalClosure {
 		t.Fatalf("read after the error = %v, want a normal close frame", err)
+	}
+}
+
+func TestOfflineStatusNeverShowsUnseen(t *testing.T) {
+	n := startNode(t, nil)
+	watcher := login(t, n, "tcp", "watcher")
+	for i := range 20 {
+		bob := login(t, n, "tcp", "bob")
+		_ = bob.Close()
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			st, err := watcher.GetStatus(ctx, "bob")
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.State == 1 {
+				continue
+			}
+			if st.Seen == 0 {
+				t.Fatalf("round %d: bob offline with last seen 0 right after disconnecting", i)
+			}
+			break
+		}
+	}
+}
+
+func TestAckedEntryNotReplayedAtOnce(t *testing.T) {
+	n := startNode(t, nil)
+	sender := login(t, n, "tcp", "sender")
+	for i := range 20 {
+		if err := sender.Send("dora", fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		dora := login(t, n, "tcp", "dora")
+		f := expect(t, dora, client.OpReliable)
+		if err := dora.Ack(f.ID); err != nil {
+			t.Fatal(err)
+		}
+		_ = dora.Close()
+
+		again := login(t, n, "tcp", "dora")
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		g, err := again.Next(ctx)
+		cancel()
+		if err == nil && g.Op == client.OpReliable {
+			t.Fatalf("round %d: acked %q replayed at the next login", i, g.Msg)
+		}
+		_ = again.Close()
 	}
 }
