@@ -23,11 +23,13 @@ import (
 
 // Config configures the admin server.
 type Config struct {
-	Addr   string
-	Stats  *actors.Stats
-	Ready  func() bool                     // reports whether the node serves clients
-	Tree   func() (supervisor.Node, error) // the node's supervision tree
-	Logger *slog.Logger
+	Addr  string
+	Stats *actors.Stats
+	Ready func() bool                     // reports whether the node serves clients
+	Tree  func() (supervisor.Node, error) // the node's supervision tree
+	// Supervision counts restarts, escalations and shutdowns in the tree.
+	Supervision *supervisor.Events
+	Logger      *slog.Logger
 }
 
 // Server is a running admin server.
@@ -48,7 +50,7 @@ func Start(cfg Config) (*Server, error) {
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registry.MustRegister(newStatsCollector(cfg.Stats))
+	registry.MustRegister(newStatsCollector(cfg.Stats, cfg.Supervision))
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -89,6 +91,7 @@ type Snapshot struct {
 	Sessions      map[string]int64  `json:"sessions"`
 	Counters      map[string]uint64 `json:"counters"`
 	Tree          *supervisor.Node  `json:"tree,omitempty"`
+	Supervision   *supervisor.Stats `json:"supervision,omitempty"`
 }
 
 func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
@@ -101,6 +104,10 @@ func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
 		HeapBytes:     mem.HeapAlloc,
 		Sessions:      map[string]int64{"tcp": st.SessionsTCP.Load(), "ws": st.SessionsWS.Load()},
 		Counters:      counters(st),
+	}
+	if s.cfg.Supervision != nil {
+		sup := s.cfg.Supervision.Snapshot()
+		snap.Supervision = &sup
 	}
 	if s.cfg.Tree != nil {
 		if tree, err := s.cfg.Tree(); err == nil {
@@ -131,24 +138,36 @@ func counters(st *actors.Stats) map[string]uint64 {
 	}
 }
 
-// statsCollector exports Stats to Prometheus at scrape time.
+// statsCollector exports Stats and supervision counters to Prometheus at
+// scrape time.
 type statsCollector struct {
-	st       *actors.Stats
-	messages *prometheus.Desc
-	sessions *prometheus.Desc
+	st          *actors.Stats
+	supervision *supervisor.Events
+	messages    *prometheus.Desc
+	sessions    *prometheus.Desc
+	restarts    *prometheus.Desc
+	crashes     *prometheus.Desc
+	escalations *prometheus.Desc
 }
 
-func newStatsCollector(st *actors.Stats) *statsCollector {
+func newStatsCollector(st *actors.Stats, supervision *supervisor.Events) *statsCollector {
 	return &statsCollector{
-		st:       st,
-		messages: prometheus.NewDesc("iris_events_total", "Events counted by the node's actors, by kind.", []string{"event"}, nil),
-		sessions: prometheus.NewDesc("iris_sessions", "Live client sessions, by transport.", []string{"transport"}, nil),
+		st:          st,
+		supervision: supervision,
+		messages:    prometheus.NewDesc("iris_events_total", "Events counted by the node's actors, by kind.", []string{"event"}, nil),
+		sessions:    prometheus.NewDesc("iris_sessions", "Live client sessions, by transport.", []string{"transport"}, nil),
+		restarts:    prometheus.NewDesc("iris_supervisor_restarts_total", "Restarts of supervised children, by child path.", []string{"child"}, nil),
+		crashes:     prometheus.NewDesc("iris_supervisor_abnormal_exits_total", "Crashes of supervised children, by child path.", []string{"child"}, nil),
+		escalations: prometheus.NewDesc("iris_supervisor_escalations_total", "Supervisors that exceeded their restart intensity, by supervisor.", []string{"supervisor"}, nil),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.messages
 	ch <- c.sessions
+	ch <- c.restarts
+	ch <- c.crashes
+	ch <- c.escalations
 }
 
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -157,4 +176,18 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(c.st.SessionsTCP.Load()), "tcp")
 	ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(c.st.SessionsWS.Load()), "ws")
+
+	if c.supervision == nil {
+		return
+	}
+	sup := c.supervision.Snapshot()
+	for child, n := range sup.Restarts {
+		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(n), child)
+	}
+	for child, n := range sup.AbnormalExits {
+		ch <- prometheus.MustNewConstMetric(c.crashes, prometheus.CounterValue, float64(n), child)
+	}
+	for name, n := range sup.Escalations {
+		ch <- prometheus.MustNewConstMetric(c.escalations, prometheus.CounterValue, float64(n), name)
+	}
 }

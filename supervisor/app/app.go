@@ -270,11 +270,12 @@ func (n *Node) listenerConfig(transport, addr string, start gateway.SessionStart
 
 func (n *Node) adminSpec() supervisor.ChildSpec {
 	cfg := admin.Config{
-		Addr:   n.cfg.Admin.Addr,
-		Stats:  n.Stats,
-		Ready:  n.ready.Load,
-		Tree:   n.Tree,
-		Logger: n.logger.With("component", "admin"),
+		Addr:        n.cfg.Admin.Addr,
+		Stats:       n.Stats,
+		Ready:       n.ready.Load,
+		Tree:        n.Tree,
+		Supervision: n.Supervision,
+		Logger:      n.logger.With("component", "admin"),
 	}
 	return supervisor.ChildSpec{
 		ID:    "admin",

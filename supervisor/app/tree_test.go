@@ -2,7 +2,11 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,4 +179,45 @@ func login2(t *testing.T, n *Node, user string) *client.Conn {
 		t.Fatalf("login2 %s: %v", user, err)
 	}
 	return c
+}
+
+func TestAdminShowsTreeAndRestarts(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.Router.PoolSize = 1 })
+	n.system.Root.Send(actor.NewPID(n.system.Address(), "node/routers/router-0"), &actors.Crash{Reason: "test: crash the router"})
+	eventually(t, 5*time.Second, "the router restart", func() bool {
+		return n.Supervision.Snapshot().Restarts["node/routers/router-0"] == 1
+	})
+
+	metrics := httpGet(t, "http://"+n.AdminAddr().String()+"/metrics")
+	if want := `iris_supervisor_restarts_total{child="node/routers/router-0"} 1`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
+
+	var stats struct {
+		Tree        supervisor.Node  `json:"tree"`
+		Supervision supervisor.Stats `json:"supervision"`
+	}
+	if err := json.Unmarshal([]byte(httpGet(t, "http://"+n.AdminAddr().String()+"/stats")), &stats); err != nil {
+		t.Fatalf("decode /stats: %v", err)
+	}
+	if stats.Tree.ID != "node" || len(stats.Tree.Children) != 6 {
+		t.Errorf("/stats tree = %s with %d children, want node with 6", stats.Tree.ID, len(stats.Tree.Children))
+	}
+	if stats.Supervision.Restarts["node/routers/router-0"] != 1 {
+		t.Errorf("/stats supervision restarts = %v, want router-0 once", stats.Supervision.Restarts)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d, %v", url, resp.StatusCode, err)
+	}
+	return string(body)
 }
