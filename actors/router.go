@@ -55,6 +55,10 @@ func (r *router) Receive(ctx actor.Context) {
 }
 
 func (r *router) route(ctx actor.Context, env *irispb.Envelope) {
+	if g, ok := env.Body.(*irispb.Envelope_Group); ok {
+		r.routeGroup(ctx, env, g.Group.Group)
+		return
+	}
 	user := envelopeUser(env)
 	if user == "" {
 		r.cfg.Logger.Warn("router: envelope without a user dropped")
@@ -73,6 +77,22 @@ func (r *router) route(ctx actor.Context, env *irispb.Envelope) {
 		}
 		r.cache[n] = pid
 		ctx.Watch(pid)
+	}
+	r.cfg.Stats.Routed.Add(1)
+	ctx.RequestWithCustomSender(pid, env, ctx.Sender())
+}
+
+// routeGroup forwards a group request to the group's grain.
+func (r *router) routeGroup(ctx actor.Context, env *irispb.Envelope, group string) {
+	pid := r.cfg.Cluster().Get(group, cluster.GroupKind)
+	if pid == nil {
+		r.cfg.Stats.RouteFailed.Add(1)
+		if ctx.Sender() != nil {
+			ctx.Send(ctx.Sender(), &irispb.Envelope{Version: 1, Body: &irispb.Envelope_GroupReply{GroupReply: &irispb.GroupReply{
+				Ref: env.GetGroup().Ref, Op: env.GetGroup().Op, Group: group, Error: reasonGroupUnavailable,
+			}}})
+		}
+		return
 	}
 	r.cfg.Stats.Routed.Add(1)
 	ctx.RequestWithCustomSender(pid, env, ctx.Sender())
@@ -99,6 +119,10 @@ func envelopeUser(env *irispb.Envelope) string {
 		}
 	case *irispb.Envelope_Resync:
 		return b.Resync.User
+	case *irispb.Envelope_Relay:
+		return b.Relay.User
+	case *irispb.Envelope_Key:
+		return b.Key.User
 	}
 	return ""
 }

@@ -3,7 +3,6 @@ package actors
 import (
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -23,6 +22,10 @@ type Conn interface {
 	Transport() string // "tcp" or "ws"
 }
 
+// LoadLevel reports how much optional work to shed: 0 none, 1 typing,
+// 2 also presence queries, 3 also read receipts.
+type LoadLevel interface{ Level() int }
+
 // Verifier checks a login token.
 type Verifier interface {
 	Verify(user, token string, now time.Time) error
@@ -40,6 +43,8 @@ type SessionConfig struct {
 	AuthRequired bool
 	Verifier     Verifier // nil when no secret is configured
 
+	Load      LoadLevel   // shedding level; nil never sheds
+	Logins    *LoginGuard // blocks accounts after repeated failed logins; nil never blocks
 	Routers   *RouterPool
 	Registrar *actor.PID // the edge's registrar; see registrar
 	Limiter   *RateLimiter
@@ -78,45 +83,6 @@ const (
 	profileV2           // logged in with 0x08: deliveries as 0x11, sends answered with 0x0B/0x0C
 )
 
-// pendingSend is an append this session is waiting on. The envelope is
-// kept so that an append whose reply does not come (its router or shard
-// crashed with it in the mailbox) is sent again.
-type pendingSend struct {
-	v2     bool
-	cid    uint64
-	target string
-	n      uint64 // order of this append among the session's appends to target
-	env    *irispb.Envelope
-	sentAt time.Time
-	tries  int
-}
-
-// targetOrder numbers the appends of a session to one target, so the store
-// can keep them in order (see storage.OrderKey).
-type targetOrder struct {
-	next     uint64          // N of the next append
-	waiting  []uint64        // Ns awaiting a reply, ascending
-	answered map[uint64]bool // Ns in waiting that have their reply
-	resentAt time.Time       // last resend after an out_of_order reply
-}
-
-// base returns the lowest N still awaiting a reply, or the next N.
-func (o *targetOrder) base() uint64 {
-	if len(o.waiting) > 0 {
-		return o.waiting[0]
-	}
-	return o.next
-}
-
-// answer records the reply of n and drops answered Ns from the front.
-func (o *targetOrder) answer(n uint64) {
-	o.answered[n] = true
-	for len(o.waiting) > 0 && o.answered[o.waiting[0]] {
-		delete(o.answered, o.waiting[0])
-		o.waiting = o.waiting[1:]
-	}
-}
-
 // pendingDelivery is an entry written to the client and not yet acknowledged.
 type pendingDelivery struct {
 	entry  *irispb.Entry
@@ -153,12 +119,9 @@ type session struct {
 	user    string
 	bucket  *Bucket
 
-	nextRef   uint64
-	sends     map[uint64]*pendingSend
-	sendTimer *time.Timer
-	stream    uint64                  // random id of this connection's send stream
-	orders    map[string]*targetOrder // target → numbering of appends to it
-	heldDone  chan struct{}           // a reader waiting until sends drop below MaxInflight
+	outbox    *outbox       // appends awaiting their reply
+	sendTimer *time.Timer   // checks the outbox for overdue replies
+	heldDone  chan struct{} // a reader waiting until the outbox drops below MaxInflight
 
 	catchingUp    bool
 	lastDelivered uint64
@@ -177,9 +140,7 @@ func NewSession(cfg *SessionConfig, conn Conn) actor.Actor {
 		cfg:     cfg,
 		conn:    conn,
 		decoder: wire.NewDecoder(cfg.Limits),
-		sends:   make(map[uint64]*pendingSend),
-		orders:  make(map[string]*targetOrder),
-		stream:  rand.Uint64(),
+		outbox:  newOutbox(cfg.Stats),
 		pending: make(map[uint64]*pendingDelivery),
 	}
 }
@@ -258,7 +219,7 @@ func (s *session) stop(ctx actor.Context) {
 // receiveBytes decodes and handles every complete frame of one read.
 func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
 	defer func() {
-		if s.heldDone == nil && len(s.sends) >= s.cfg.MaxInflight && !s.closing {
+		if s.heldDone == nil && s.outbox.pending() >= s.cfg.MaxInflight && !s.closing {
 			s.heldDone = in.Done // released when replies arrive
 			return
 		}

@@ -27,6 +27,14 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 		s.receivePage(ctx, body.FetchReply)
 	case *irispb.Envelope_Ack:
 		s.ackedElsewhere(body.Ack)
+	case *irispb.Envelope_Relay:
+		if s.profile != profileNone {
+			s.out = append(s.out, body.Relay.Frame...)
+		}
+	case *irispb.Envelope_KeyReply:
+		s.finishKeys(body.KeyReply, body.KeyReply.Fetch)
+	case *irispb.Envelope_GroupReply:
+		s.finishGroup(body.GroupReply)
 	case *irispb.Envelope_Resync:
 		// The shard lost this session's registration (it restarted or
 		// moved) and may have stored entries without pushing them.

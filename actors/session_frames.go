@@ -2,7 +2,6 @@ package actors
 
 import (
 	"encoding/binary"
-	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -21,6 +20,7 @@ const (
 	reasonUnavailable     = "service_unavailable"
 	reasonInboxFull       = "inbox_full"
 	reasonBadMessageID    = "invalid_message_id"
+	reasonTooManyFailures = "too_many_login_failures"
 
 	// reasonOutOfOrder is never sent to a client: the session resends the
 	// appends of that target in order.
@@ -74,9 +74,21 @@ func (s *session) handleFrame(ctx actor.Context, f *wire.Frame) {
 	case wire.OpAck2:
 		s.ackUpTo(f.Seq)
 	case wire.OpGetStatus:
-		s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Status{
-			Status: &irispb.StatusRequest{User: string(f.Target)},
-		}})
+		s.getStatus(ctx, f)
+	case wire.OpCBORMsg:
+		s.sendCBOR(ctx, f)
+	case wire.OpE2EE:
+		s.sendE2EE(ctx, f)
+	case wire.OpTypingStart, wire.OpTypingStop:
+		s.typing(ctx, f)
+	case wire.OpReadReceipt:
+		s.receipt(ctx, f)
+	case wire.OpPrekeyUpload:
+		s.uploadKeys(ctx, f)
+	case wire.OpPrekeyFetch:
+		s.fetchKeys(ctx, f)
+	case wire.OpGroupCreate, wire.OpGroupLeave, wire.OpGroupRoster, wire.OpGroupAddMember, wire.OpGroupMessage, wire.OpGroupSenderKey:
+		s.handleGroupFrame(ctx, f)
 	default:
 		s.rejectReason("unsupported_opcode")
 	}
@@ -116,13 +128,21 @@ func (s *session) login(ctx actor.Context, p profile, user, token string) {
 		s.fail(ctx, reasonOf(err))
 		return
 	}
+	now := time.Now()
+	if _, blocked := s.cfg.Logins.Blocked(user, now); blocked {
+		s.cfg.Stats.LoginsBlocked.Add(1)
+		s.fail(ctx, reasonTooManyFailures)
+		return
+	}
 	if s.cfg.AuthRequired || (token != "" && s.cfg.Verifier != nil) {
-		if s.cfg.Verifier == nil || token == "" || s.cfg.Verifier.Verify(user, token, time.Now()) != nil {
+		if s.cfg.Verifier == nil || token == "" || s.cfg.Verifier.Verify(user, token, now) != nil {
 			s.cfg.Stats.LoginsFailed.Add(1)
+			s.cfg.Logins.Failed(user, now)
 			s.cfg.Logger.Info("login rejected", "user", user, "conn", s.conn.RemoteAddr(), "reason", reasonAuthFailed)
 			s.fail(ctx, reasonAuthFailed)
 			return
 		}
+		s.cfg.Logins.Succeeded(user)
 	}
 
 	// Registration is awaited so that once the client has LOGIN_OK, every
@@ -161,109 +181,37 @@ func (s *session) send(ctx actor.Context, target []byte, kind uint8, msg []byte,
 }
 
 func (s *session) append(ctx actor.Context, target string, kind uint8, msg []byte, v2 bool, cid uint64, dedup bool, scope string, id uint64) {
-	s.nextRef++
-	ref := s.nextRef
-
-	order := s.orders[target]
-	if order == nil {
-		order = &targetOrder{next: 1, answered: make(map[uint64]bool)}
-		s.orders[target] = order
-	}
-	n := order.next
-	order.next++
-	order.waiting = append(order.waiting, n)
-
 	body := make([]byte, len(msg))
 	copy(body, msg)
-	env := &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Append{Append: &irispb.AppendRequest{
-		Ref:         ref,
-		User:        target,
-		Sender:      s.user,
-		Kind:        uint32(kind),
-		Body:        body,
-		TimeMs:      uint64(time.Now().UnixMilli()),
-		Dedup:       dedup,
-		DedupScope:  scope,
-		DedupId:     id,
-		OrderStream: s.stream,
-		OrderN:      n,
-		OrderBase:   order.base(),
-	}}}
-	s.sends[ref] = &pendingSend{v2: v2, cid: cid, target: target, n: n, env: env, sentAt: time.Now()}
-	s.toShard(ctx, env)
+	req := &irispb.AppendRequest{
+		User:       target,
+		Sender:     s.user,
+		Kind:       uint32(kind),
+		Body:       body,
+		TimeMs:     uint64(time.Now().UnixMilli()),
+		Dedup:      dedup,
+		DedupScope: scope,
+		DedupId:    id,
+	}
+	s.outbox.add(req, sendMeta{v2: v2, cid: cid}, func(env *irispb.Envelope) { s.toShard(ctx, env) })
+	s.scheduleSendRetry()
+}
 
-	if s.sendTimer == nil {
+func (s *session) scheduleSendRetry() {
+	if s.sendTimer == nil && s.outbox.pending() > 0 {
 		self, root := s.self, s.sys.Root
-		s.sendTimer = time.AfterFunc(sendRetryAfter, func() { root.Send(self, &sendRetryTick{}) })
+		s.sendTimer = time.AfterFunc(sendRetryAfter/2, func() { root.Send(self, &sendRetryTick{}) })
 	}
 }
 
-// sendRetryAfter is how long an append waits for its reply before it is
-// sent again; each further try waits twice as long, up to maxSendRetryAfter.
-// A reply normally takes one fsync, so this only fires when an actor on the
-// path crashed with the request in its mailbox.
-const (
-	sendRetryAfter    = time.Second
-	maxSendRetryAfter = 8 * time.Second
-)
-
-// retrySends sends again, in send order, every append whose reply is
-// overdue. Each carries its order key, so a retry of an append that was
-// stored after all is recognised as a repeat and stored once.
+// retrySends sends again the appends whose reply is overdue.
 func (s *session) retrySends(ctx actor.Context) {
 	s.sendTimer = nil
-	if len(s.sends) == 0 || s.closing {
+	if s.closing {
 		return
 	}
-	now := time.Now()
-	for _, ref := range s.sendRefs() {
-		p := s.sends[ref]
-		wait := min(sendRetryAfter<<p.tries, maxSendRetryAfter)
-		if now.Sub(p.sentAt) < wait {
-			continue
-		}
-		s.resend(ctx, p, now)
-	}
-	self, root := s.self, s.sys.Root
-	s.sendTimer = time.AfterFunc(sendRetryAfter/2, func() { root.Send(self, &sendRetryTick{}) })
-}
-
-// resendTarget sends again, in order, every append to target that awaits
-// its reply: one of them came back out of order, so an earlier one was lost
-// on the way. Later out_of_order replies of the same burst are ignored for
-// resendGuard, while the resent appends are on their way.
-func (s *session) resendTarget(ctx actor.Context, target string) {
-	order := s.orders[target]
-	now := time.Now()
-	if order == nil || now.Sub(order.resentAt) < resendGuard {
-		return
-	}
-	order.resentAt = now
-	for _, ref := range s.sendRefs() {
-		if p := s.sends[ref]; p.target == target {
-			s.resend(ctx, p, now)
-		}
-	}
-}
-
-const resendGuard = 100 * time.Millisecond
-
-func (s *session) resend(ctx actor.Context, p *pendingSend, now time.Time) {
-	p.tries++
-	p.sentAt = now
-	p.env.GetAppend().OrderBase = s.orders[p.target].base()
-	s.cfg.Stats.SendRetries.Add(1)
-	s.toShard(ctx, p.env)
-}
-
-// sendRefs returns the refs of pending appends in send order.
-func (s *session) sendRefs() []uint64 {
-	refs := make([]uint64, 0, len(s.sends))
-	for ref := range s.sends {
-		refs = append(refs, ref)
-	}
-	slices.Sort(refs)
-	return refs
+	s.outbox.retryDue(time.Now(), func(env *irispb.Envelope) { s.toShard(ctx, env) })
+	s.scheduleSendRetry()
 }
 
 // batchSend appends every entry of a BATCH_SEND in blob order. The batch
@@ -298,16 +246,10 @@ func (s *session) rateLimited(v2 bool, cid uint64, wait time.Duration) {
 // finishSend answers the client once the shard has stored (or refused) one
 // of its messages.
 func (s *session) finishSend(ctx actor.Context, reply *irispb.AppendReply) {
-	send, ok := s.sends[reply.Ref]
+	send, ok := s.outbox.answer(reply, func(env *irispb.Envelope) { s.toShard(ctx, env) })
 	if !ok {
-		return // a late reply to an append already answered
-	}
-	if reply.Error == reasonOutOfOrder {
-		s.resendTarget(ctx, send.target)
 		return
 	}
-	delete(s.sends, reply.Ref)
-	s.orders[send.target].answer(send.n)
 	if reply.Duplicate && reply.Seq == 0 {
 		// A repeat caught by the order gate alone: the first attempt was
 		// stored and its reply was lost with it.
@@ -316,7 +258,7 @@ func (s *session) finishSend(ctx actor.Context, reply *irispb.AppendReply) {
 		}
 		return
 	}
-	if len(s.sends) < s.cfg.MaxInflight {
+	if s.outbox.pending() < s.cfg.MaxInflight {
 		s.releaseHeldReader()
 	}
 

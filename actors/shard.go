@@ -5,6 +5,7 @@
 package actors
 
 import (
+	"errors"
 	"log/slog"
 	"time"
 
@@ -23,6 +24,8 @@ type Store interface {
 	// Submit queues an ack or last-seen op; done, if not nil, runs once it
 	// is committed or has failed.
 	Submit(op storage.Op, done func(error))
+	// Do queues a key or group op and reports its result once committed.
+	Do(op storage.Op, done func(storage.Result, error))
 	LastSeen(user string) (sec uint64, ok bool, err error)
 	Inbox(user string, afterSeq uint64, limit int) ([]storage.Entry, error)
 }
@@ -91,6 +94,14 @@ type lastSeenCommitted struct {
 	sec  uint64
 }
 
+// keyDone carries the result of a key op back into the shard's mailbox.
+type keyDone struct {
+	requester *actor.PID
+	req       *irispb.KeyRequest
+	result    storage.Result
+	err       error
+}
+
 // appendDone carries a store commit result back into the shard's mailbox.
 type appendDone struct {
 	requester *actor.PID
@@ -128,6 +139,8 @@ func (s *shard) Receive(ctx actor.Context) {
 		s.receiveEnvelope(ctx, msg)
 	case *appendDone:
 		s.finishAppend(ctx, msg)
+	case *keyDone:
+		s.finishKeys(ctx, msg)
 	case *ackCommitted:
 		s.finishAck(msg)
 	case *lastSeenCommitted:
@@ -159,6 +172,13 @@ func (s *shard) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 		s.status(ctx, body.Status)
 	case *irispb.Envelope_Refresh:
 		s.refresh(ctx, body.Refresh)
+	case *irispb.Envelope_Relay:
+		for _, pid := range s.sessions[body.Relay.User] {
+			ctx.Send(pid, env)
+			s.cfg.Stats.Relayed.Add(1)
+		}
+	case *irispb.Envelope_Key:
+		s.keys(ctx, body.Key)
 	}
 }
 
@@ -261,6 +281,56 @@ func (s *shard) ack(ctx actor.Context, env *irispb.Envelope, req *irispb.AckRequ
 		if from == nil || !pid.Equal(from) {
 			ctx.Send(pid, env)
 		}
+	}
+}
+
+// keys runs a key bundle upload or fetch in the store. A fetch removes one
+// one-time prekey in the same committed op that reads it, so no prekey is
+// handed out twice, whatever the number of concurrent fetches.
+func (s *shard) keys(ctx actor.Context, req *irispb.KeyRequest) {
+	op := storage.Op{Kind: storage.OpKeyFetch, User: req.User}
+	if !req.Fetch {
+		op = storage.Op{Kind: storage.OpKeyUpload, User: req.User, Prekeys: req.OneTimePrekeys}
+		if req.HasBundle {
+			op.Bundle = &storage.KeyBundle{
+				IdentityKey:           req.IdentityKey,
+				SignedPrekey:          req.SignedPrekey,
+				SignedPrekeySignature: req.SignedPrekeySignature,
+				SignedPrekeyTimestamp: req.SignedPrekeyTimestamp,
+				HasTimestamp:          req.HasTimestamp,
+			}
+		}
+	}
+	requester, self, root := ctx.Sender(), s.self, s.system.Root
+	s.cfg.Store.Do(op, func(res storage.Result, err error) {
+		root.Send(self, &keyDone{requester: requester, req: req, result: res, err: err})
+	})
+}
+
+func (s *shard) finishKeys(ctx actor.Context, done *keyDone) {
+	reply := &irispb.KeyReply{Ref: done.req.Ref, Fetch: done.req.Fetch, Status: "ok"}
+	err := done.err
+	if err == nil {
+		err = done.result.Err
+	}
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		reply.Status = "not_found"
+	case errors.Is(err, storage.ErrPoolFull):
+		reply.Status, reply.Reason = "error", "one-time prekey pool is full"
+	case err != nil:
+		s.cfg.Logger.Warn("key op failed", "shard", s.identity, "user", done.req.User, "err", err)
+		reply.Status, reply.Reason = "error", reasonStoreFailed
+	default:
+		reply.Count = uint32(done.result.Count)
+		if b := done.result.Bundle; b != nil {
+			reply.IdentityKey, reply.SignedPrekey, reply.SignedPrekeySignature = b.IdentityKey, b.SignedPrekey, b.SignedPrekeySignature
+			reply.HasTimestamp, reply.SignedPrekeyTimestamp = b.HasTimestamp, b.SignedPrekeyTimestamp
+		}
+		reply.OneTimePrekey = done.result.Prekey
+	}
+	if done.requester != nil {
+		ctx.Send(done.requester, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_KeyReply{KeyReply: reply}})
 	}
 }
 

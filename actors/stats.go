@@ -9,20 +9,26 @@ type Stats struct {
 	SessionsWS   atomic.Int64 // live sessions on the WebSocket listener
 	ShardsActive atomic.Int64 // shard grains activated on this node
 
-	Received     atomic.Uint64 // messages received from clients
-	Appended     atomic.Uint64 // messages stored in an inbox
-	Deduplicated atomic.Uint64 // repeated v2 sends answered from the dedup record
-	Delivered    atomic.Uint64 // deliveries written to a client, first attempt
-	Redelivered  atomic.Uint64 // deliveries written again after a timeout
-	Acked        atomic.Uint64 // v1 acknowledgements (v2 cumulative ones count once)
-	Rejected     atomic.Uint64 // sends answered with an error
-	RateLimited  atomic.Uint64 // sends refused by the rate limiter
-	BadFrames    atomic.Uint64 // frames answered with 0xFE
-	Routed       atomic.Uint64 // envelopes forwarded by routers
-	RouteFailed  atomic.Uint64 // envelopes a router could not place
-	SendRetries  atomic.Uint64 // appends sent again after their reply was overdue
-	LoginsOK     atomic.Uint64
-	LoginsFailed atomic.Uint64
+	Received      atomic.Uint64 // messages received from clients
+	Appended      atomic.Uint64 // messages stored in an inbox
+	Deduplicated  atomic.Uint64 // repeated v2 sends answered from the dedup record
+	Delivered     atomic.Uint64 // deliveries written to a client, first attempt
+	Redelivered   atomic.Uint64 // deliveries written again after a timeout
+	Acked         atomic.Uint64 // v1 acknowledgements (v2 cumulative ones count once)
+	Rejected      atomic.Uint64 // sends answered with an error
+	RateLimited   atomic.Uint64 // sends refused by the rate limiter
+	BadFrames     atomic.Uint64 // frames answered with 0xFE
+	Routed        atomic.Uint64 // envelopes forwarded by routers
+	RouteFailed   atomic.Uint64 // envelopes a router could not place
+	SendRetries   atomic.Uint64 // appends sent again after their reply was overdue
+	TypingShed    atomic.Uint64 // typing frames dropped under overload
+	StatusShed    atomic.Uint64 // presence queries refused under overload
+	ReceiptShed   atomic.Uint64 // read receipts dropped under overload
+	Relayed       atomic.Uint64 // typing states and receipts pushed to a live session
+	LoginsOK      atomic.Uint64
+	LoginsFailed  atomic.Uint64
+	LoginsBlocked atomic.Uint64 // logins refused after repeated failures
+	ConnRejected  atomic.Uint64 // connections refused by the per-IP rate limit
 }
 
 // Crash makes the actor that receives it panic with Reason. It is the

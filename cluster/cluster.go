@@ -17,8 +17,11 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 )
 
-// ShardKind is the grain kind that owns users' presence and inbox operations.
-const ShardKind = "shard"
+// Grain kinds that cores host.
+const (
+	ShardKind = "shard" // users' presence and inbox operations
+	GroupKind = "group" // one grain per group: membership and fan-out
+)
 
 // ErrTopologyTimeout is returned when no member list arrives in time.
 var ErrTopologyTimeout = errors.New("cluster: no topology received")

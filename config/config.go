@@ -18,15 +18,16 @@ import (
 // the configuration file, and a key's environment variable is IRIS_ followed
 // by the section and the key in upper case, for example IRIS_EDGE_TCP_ADDR.
 type Config struct {
-	Node    Node    `yaml:"node"`
-	Log     Log     `yaml:"log"`
-	Edge    Edge    `yaml:"edge"`
-	Admin   Admin   `yaml:"admin"`
-	Auth    Auth    `yaml:"auth"`
-	Limits  Limits  `yaml:"limits"`
-	Store   Store   `yaml:"store"`
-	Cluster Cluster `yaml:"cluster"`
-	Router  Router  `yaml:"router"`
+	Node     Node     `yaml:"node"`
+	Log      Log      `yaml:"log"`
+	Edge     Edge     `yaml:"edge"`
+	Admin    Admin    `yaml:"admin"`
+	Auth     Auth     `yaml:"auth"`
+	Limits   Limits   `yaml:"limits"`
+	Store    Store    `yaml:"store"`
+	Cluster  Cluster  `yaml:"cluster"`
+	Router   Router   `yaml:"router"`
+	Overload Overload `yaml:"overload"`
 }
 
 // Role is the set of services a node runs.
@@ -141,6 +142,39 @@ type Limits struct {
 	// Inbox is the maximum number of unacknowledged entries in one user's
 	// inbox. A send to a full inbox is rejected. Default 10000.
 	Inbox int `yaml:"inbox"`
+	// ConnRate is the number of new connections per second that one IP
+	// address (or IPv6 /64 prefix) may open to the client listeners in
+	// steady state. Default 50. 0 disables the limit.
+	ConnRate int `yaml:"conn_rate"`
+	// ConnBurst is the number of connections one IP address may open at
+	// once before ConnRate applies. Default 200. 0 disables the limit.
+	ConnBurst int `yaml:"conn_burst"`
+	// LoginFailures is the number of failed logins one account may have in
+	// a row before its logins are rejected. The account then regains one
+	// attempt every LoginFailureWindow / LoginFailures. Default 10. 0
+	// disables the limit.
+	LoginFailures int `yaml:"login_failures"`
+	// LoginFailureWindow is the time over which LoginFailures failures are
+	// allowed on average. Default 1m. 0s disables the limit.
+	LoginFailureWindow time.Duration `yaml:"login_failure_window"`
+}
+
+// Overload contains the thresholds of the overload monitor, which sheds
+// optional traffic when the Go scheduler falls behind. The monitor compares
+// the 99th percentile of the time runnable goroutines waited for a CPU with
+// each threshold. Message delivery is never shed.
+type Overload struct {
+	// Typing is the latency from which typing notifications are dropped.
+	// Default 10ms.
+	Typing time.Duration `yaml:"typing"`
+	// Presence is the latency from which presence queries are also
+	// rejected. It must exceed Typing. Default 25ms.
+	Presence time.Duration `yaml:"presence"`
+	// Receipts is the latency from which read receipts are also dropped.
+	// It must exceed Presence. Default 50ms.
+	Receipts time.Duration `yaml:"receipts"`
+	// Interval is the time between two samples of the latency. Default 250ms.
+	Interval time.Duration `yaml:"interval"`
 }
 
 // Store contains the settings of the durable store.
@@ -238,6 +272,11 @@ func Default() *Config {
 			SendBurst:     500,
 			GroupSize:     256,
 			Inbox:         10000,
+
+			ConnRate:           50,
+			ConnBurst:          200,
+			LoginFailures:      10,
+			LoginFailureWindow: time.Minute,
 		},
 		Store: Store{DedupWindow: 10 * time.Minute, GroupCommitMax: 2048},
 		Cluster: Cluster{
@@ -245,6 +284,12 @@ func Default() *Config {
 			Host:           "127.0.0.1",
 			Shards:         256,
 			RequestTimeout: 5 * time.Second,
+		},
+		Overload: Overload{
+			Typing:   10 * time.Millisecond,
+			Presence: 25 * time.Millisecond,
+			Receipts: 50 * time.Millisecond,
+			Interval: 250 * time.Millisecond,
 		},
 	}
 	cfg.fillDerived()

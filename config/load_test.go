@@ -198,6 +198,65 @@ func TestLoadEnvironmentTypes(t *testing.T) {
 	}
 }
 
+func TestLoadConnectionAndOverloadKeys(t *testing.T) {
+	clearEnv(t)
+	file := writeFile(t, "limits.yaml", `
+limits:
+  conn_rate: 0
+  login_failure_window: 30s
+overload:
+  typing: 5ms
+  interval: 1s
+`)
+	t.Setenv("IRIS_LIMITS_CONN_BURST", "20")
+	t.Setenv("IRIS_OVERLOAD_RECEIPTS", "80ms")
+
+	cfg, err := Load(LoadOptions{
+		File:      file,
+		Overrides: []Override{{Key: "limits.login_failures", Value: "3", Flag: "--login-failures"}},
+	})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg.Limits.ConnRate != 0 {
+		t.Errorf("limits.conn_rate = %d, want 0 from the file", cfg.Limits.ConnRate)
+	}
+	if cfg.Limits.ConnBurst != 20 {
+		t.Errorf("limits.conn_burst = %d, want 20 from the environment", cfg.Limits.ConnBurst)
+	}
+	if cfg.Limits.LoginFailures != 3 {
+		t.Errorf("limits.login_failures = %d, want 3 from the flag", cfg.Limits.LoginFailures)
+	}
+	if cfg.Limits.LoginFailureWindow != 30*time.Second {
+		t.Errorf("limits.login_failure_window = %s, want 30s from the file", cfg.Limits.LoginFailureWindow)
+	}
+	if cfg.Overload.Typing != 5*time.Millisecond {
+		t.Errorf("overload.typing = %s, want 5ms from the file", cfg.Overload.Typing)
+	}
+	if cfg.Overload.Presence != Default().Overload.Presence {
+		t.Errorf("overload.presence = %s, want the default %s", cfg.Overload.Presence, Default().Overload.Presence)
+	}
+	if cfg.Overload.Receipts != 80*time.Millisecond {
+		t.Errorf("overload.receipts = %s, want 80ms from the environment", cfg.Overload.Receipts)
+	}
+	if cfg.Overload.Interval != time.Second {
+		t.Errorf("overload.interval = %s, want 1s from the file", cfg.Overload.Interval)
+	}
+}
+
+func TestLoadOverloadOrderNamesSource(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("IRIS_OVERLOAD_RECEIPTS", "20ms")
+	_, err := Load(LoadOptions{})
+	ke := findKeyError(keyErrors(t, err), "overload.receipts")
+	if ke == nil {
+		t.Fatalf("no error for overload.receipts in %q", err)
+	}
+	if ke.Source != "environment variable IRIS_OVERLOAD_RECEIPTS" {
+		t.Errorf("source = %q", ke.Source)
+	}
+}
+
 func TestEnvVarNames(t *testing.T) {
 	cases := map[string]string{
 		"auth.jwt_secret": "IRIS_AUTH_JWT_SECRET",

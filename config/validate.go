@@ -99,6 +99,7 @@ func (c *Config) validate(sources map[string]string) error {
 	v.positiveDuration("store.dedup_window", c.Store.DedupWindow)
 	v.positive("store.group_commit_max", c.Store.GroupCommitMax)
 	c.validateCluster(v)
+	c.validateOverload(v)
 	if c.Router.PoolSize < 0 {
 		v.fail("router.pool_size", "must be 0 (2 × GOMAXPROCS) or more, got %d", c.Router.PoolSize)
 	}
@@ -166,15 +167,36 @@ func (c *Config) validateAuth(v *checker) {
 	}
 }
 
-// validateLimits requires every limit to be positive. Limits whose value
-// travels in a u16 length field are also capped at 65535.
+// zeroDisablesLimit lists the limits for which 0 turns the limit off, so
+// they need only be 0 or more.
+var zeroDisablesLimit = map[string]bool{
+	"limits.conn_rate":            true,
+	"limits.conn_burst":           true,
+	"limits.login_failures":       true,
+	"limits.login_failure_window": true,
+}
+
+// validateLimits requires every limit to be positive, or not negative where
+// 0 disables the limit. Limits whose value travels in a u16 length field are
+// also capped at 65535.
 func (c *Config) validateLimits(v *checker) {
 	limits := reflect.ValueOf(c.Limits)
 	for _, s := range settings {
 		if !strings.HasPrefix(s.key, "limits.") {
 			continue
 		}
-		v.positive(s.key, int(limits.Field(s.index[1]).Int()))
+		field := limits.Field(s.index[1])
+		if !zeroDisablesLimit[s.key] {
+			v.positive(s.key, int(field.Int()))
+			continue
+		}
+		if field.Type() == durationType {
+			if d := time.Duration(field.Int()); d < 0 {
+				v.fail(s.key, "must be 0s (no limit) or more, got %s", d)
+			}
+		} else if n := field.Int(); n < 0 {
+			v.fail(s.key, "must be 0 (no limit) or more, got %d", n)
+		}
 	}
 
 	for _, limit := range []struct {
@@ -206,6 +228,22 @@ func (c *Config) validateCluster(v *checker) {
 		v.fail("cluster.shards", "must be 1 to 65536, got %d", c.Cluster.Shards)
 	}
 	v.positiveDuration("cluster.request_timeout", c.Cluster.RequestTimeout)
+}
+
+// validateOverload requires positive thresholds that increase from typing to
+// receipts, because each shedding level includes the ones below it.
+func (c *Config) validateOverload(v *checker) {
+	o := c.Overload
+	v.positiveDuration("overload.typing", o.Typing)
+	v.positiveDuration("overload.presence", o.Presence)
+	v.positiveDuration("overload.receipts", o.Receipts)
+	v.positiveDuration("overload.interval", o.Interval)
+	if o.Typing > 0 && o.Presence > 0 && o.Presence <= o.Typing {
+		v.fail("overload.presence", "must be greater than overload.typing (%s), got %s", o.Typing, o.Presence)
+	}
+	if o.Presence > 0 && o.Receipts > 0 && o.Receipts <= o.Presence {
+		v.fail("overload.receipts", "must be greater than overload.presence (%s), got %s", o.Presence, o.Receipts)
+	}
 }
 
 // validatePorts rejects two listeners on the same fixed port and

@@ -60,6 +60,15 @@ func TestValidateNamesKey(t *testing.T) {
 		{"limits.send_burst", func(c *Config) { c.Limits.SendBurst = 0 }},
 		{"limits.group_size", func(c *Config) { c.Limits.GroupSize = 0 }},
 		{"limits.inbox", func(c *Config) { c.Limits.Inbox = 0 }},
+		{"limits.conn_rate", func(c *Config) { c.Limits.ConnRate = -1 }},
+		{"limits.conn_burst", func(c *Config) { c.Limits.ConnBurst = -1 }},
+		{"limits.login_failures", func(c *Config) { c.Limits.LoginFailures = -1 }},
+		{"limits.login_failure_window", func(c *Config) { c.Limits.LoginFailureWindow = -time.Second }},
+		{"overload.typing", func(c *Config) { c.Overload.Typing = 0 }},
+		{"overload.presence", func(c *Config) { c.Overload.Presence = c.Overload.Typing }},
+		{"overload.presence", func(c *Config) { c.Overload.Presence = -time.Millisecond }},
+		{"overload.receipts", func(c *Config) { c.Overload.Receipts = c.Overload.Presence - time.Millisecond }},
+		{"overload.interval", func(c *Config) { c.Overload.Interval = 0 }},
 		{"store.dedup_window", func(c *Config) { c.Store.DedupWindow = 0 }},
 		{"store.group_commit_max", func(c *Config) { c.Store.GroupCommitMax = 0 }},
 		{"cluster.name", func(c *Config) { c.Cluster.Name = "" }},
@@ -138,6 +147,13 @@ func TestValidateAcceptsEdgeCases(t *testing.T) {
 		{"u16 limits at max", func(c *Config) {
 			c.Limits.UserName, c.Limits.Target, c.Limits.E2EEHeader = 65535, 65535, 65535
 		}},
+		{"connection limit off", func(c *Config) { c.Limits.ConnRate, c.Limits.ConnBurst = 0, 0 }},
+		{"connection burst 0 alone", func(c *Config) { c.Limits.ConnBurst = 0 }},
+		{"login limit off", func(c *Config) { c.Limits.LoginFailures, c.Limits.LoginFailureWindow = 0, 0 }},
+		{"login window 0 alone", func(c *Config) { c.Limits.LoginFailureWindow = 0 }},
+		{"overload thresholds 1ns apart", func(c *Config) {
+			c.Overload.Typing, c.Overload.Presence, c.Overload.Receipts = 1, 2, 3
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,6 +163,19 @@ func TestValidateAcceptsEdgeCases(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+func TestValidateOverloadOrderMessage(t *testing.T) {
+	cfg := Default()
+	cfg.Overload.Typing = 30 * time.Millisecond
+
+	ke := findKeyError(keyErrors(t, cfg.Validate()), "overload.presence")
+	if ke == nil {
+		t.Fatal("no error for overload.presence when typing exceeds it")
+	}
+	if want := "must be greater than overload.typing (30ms), got 25ms"; !strings.Contains(ke.Error(), want) {
+		t.Errorf("message %q does not contain %q", ke, want)
 	}
 }
 

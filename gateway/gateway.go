@@ -33,11 +33,20 @@ type ListenerConfig struct {
 	ReadBuffer   int           // bytes read from a connection at once
 	MaxWSMessage int           // max payload of one WebSocket message
 
+	// IPLimit limits new connections per remote address. Nil disables the
+	// limit.
+	IPLimit *IPLimiter
+	// OnReject, when set, is called once for every connection the listener
+	// rejects, with the reason (such as ReasonTooManyConnections), for
+	// metrics. It runs on the accept path, so it must not block.
+	OnReject func(reason string)
+
 	System *actor.ActorSystem
 	Start  SessionStarter
 	Logger *slog.Logger
 
-	bound atomic.Pointer[string] // address the first incarnation bound
+	bound   atomic.Pointer[string] // address the first incarnation bound
+	rejects rejectLog              // rate limit of the log lines about rejections
 }
 
 // BoundAddr returns the address the listener is bound to, or "" before the

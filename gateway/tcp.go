@@ -61,6 +61,9 @@ func acceptTCP(cfg *ListenerConfig, ln net.Listener, stop <-chan struct{}) error
 			continue
 		}
 		pause = 0
+		if !admitTCP(cfg, c) {
+			continue
+		}
 		go serveTCP(cfg, c)
 	}
 }

@@ -113,6 +113,9 @@ func newWSServer(cfg *ListenerConfig) *http.Server {
 	})
 	mux := http.NewServeMux()
 	mux.HandleFunc(cfg.WSPath, func(w http.ResponseWriter, r *http.Request) {
+		if !admitWS(cfg, w, r) {
+			return
+		}
 		socket, err := upgrader.Upgrade(w, r)
 		if err != nil {
 			return // gws has already answered the failed handshake

@@ -26,6 +26,17 @@ const (
 	OpSetLastSeen OpKind = 4
 	// OpSweepDedup deletes dedup records that expired at or before TimeMS.
 	OpSweepDedup OpKind = 5
+	// OpKeyUpload stores Bundle as User's key bundle and appends Prekeys to User's one-time
+	// prekey pool. See Store.Do for the results and errors of this and the later kinds.
+	OpKeyUpload OpKind = 6
+	// OpKeyFetch returns User's key bundle and removes the oldest one-time prekey from the pool.
+	OpKeyFetch OpKind = 7
+	// OpGroupCreate creates group GroupID named Name with User as its first member and admin.
+	OpGroupCreate OpKind = 8
+	// OpGroupAdd adds User to group GroupID on behalf of admin By.
+	OpGroupAdd OpKind = 9
+	// OpGroupLeave removes User from group GroupID.
+	OpGroupLeave OpKind = 10
 )
 
 func (k OpKind) String() string {
@@ -40,6 +51,16 @@ func (k OpKind) String() string {
 		return "set-last-seen"
 	case OpSweepDedup:
 		return "sweep-dedup"
+	case OpKeyUpload:
+		return "key-upload"
+	case OpKeyFetch:
+		return "key-fetch"
+	case OpGroupCreate:
+		return "group-create"
+	case OpGroupAdd:
+		return "group-add"
+	case OpGroupLeave:
+		return "group-leave"
 	}
 	return fmt.Sprintf("OpKind(%d)", uint8(k))
 }
@@ -49,29 +70,51 @@ func (k OpKind) String() string {
 // result on every replica. Fields that a kind does not use must be zero.
 type Op struct {
 	Kind OpKind
-	User string // inbox owner; unused by OpSweepDedup
+	// User is the inbox owner, the owner of the key bundle, the group creator, the member to
+	// add or the member who leaves. OpSweepDedup leaves it empty.
+	User string
 
 	Seq uint64 // OpAck: the entry to delete; OpAckUpTo: the highest seq to delete
 	Tag uint64 // OpAppend: the new entry's tag, chosen by the proposer; OpAck: the tag to match
 
 	EntryKind uint8  // OpAppend: Entry.Kind
 	Sender    string // OpAppend: Entry.Sender
-	TimeMS    uint64 // OpAppend: accept time; OpSweepDedup: current time; ms since the epoch
-	Body      []byte // OpAppend: Entry.Body
+	// TimeMS is the accept time of OpAppend, the current time of OpSweepDedup and the creation
+	// time of OpGroupCreate, in ms since the epoch.
+	TimeMS uint64
+	Body   []byte // OpAppend: Entry.Body
 
 	Dedup        *DedupKey // OpAppend: nil for no dedup
 	Order        *OrderKey // OpAppend: nil for no ordering gate
 	DedupUntilMS uint64    // OpAppend: the dedup and order records written expire at this time
 
 	LastSeenSec uint64 // OpSetLastSeen: unix seconds
+
+	// Bundle is the key bundle of OpKeyUpload, or nil to add Prekeys to the stored bundle. The
+	// store keeps it and Prekeys until the op is applied, so the caller must not change them.
+	Bundle  *KeyBundle
+	Prekeys [][]byte // OpKeyUpload: one-time prekeys, appended to the pool in this order
+
+	GroupID string // group ops: the group, chosen by the proposer of OpGroupCreate
+	Name    string // OpGroupCreate: the group's name
+	By      string // OpGroupAdd: the member who requests the addition, who must be an admin
 }
 
-// Result is the outcome of one Op. Ops other than OpAppend leave Seq, Tag and Duplicate zero.
+// Result is the outcome of one Op. Each field is set only by the kinds named in its comment.
 type Result struct {
-	Seq       uint64
-	Tag       uint64
-	Duplicate bool  // the append repeated a live dedup key and stored nothing
-	Err       error // a rejection of this op alone: ErrInboxFull or ErrInvalidRequest
+	Seq uint64 // OpAppend
+	Tag uint64 // OpAppend
+	// Duplicate reports an append that repeated a live dedup key or order position and stored
+	// nothing, or an OpGroupAdd of a user who is already a member.
+	Duplicate bool
+	// Err is a rejection of this op alone, such as ErrInboxFull, ErrInvalidRequest or one of
+	// the key-bundle and group errors listed at Store.Do.
+	Err error
+
+	Count  int        // OpKeyUpload, OpKeyFetch: one-time prekeys in the pool after the op
+	Bundle *KeyBundle // OpKeyFetch: the user's key bundle
+	Prekey []byte     // OpKeyFetch: the removed one-time prekey, nil when the pool was empty
+	Group  *Group     // group ops: the group after the op, nil once the last member has left
 }
 
 // maxCachedUsers bounds the metadata cache. When a batch starts with more users cached, the
@@ -89,7 +132,8 @@ const sweepLimit = 4096
 // was applied, and it wraps ErrUnavailable, ErrClosed, ErrCorrupted or a Pebble read error.
 //
 // ApplyOps is safe to call concurrently with the store's own commit loop, which uses it too.
-// The outcome depends only on ops, the prior state and Options.MaxInbox.
+// The outcome depends only on ops, the prior state and the limits of Options: MaxInbox,
+// MaxPrekeys, MaxGroupSize and MaxGroupsPerUser.
 func (s *Store) ApplyOps(ops []Op) ([]Result, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
@@ -121,11 +165,14 @@ func (s *Store) ApplyOps(ops []Op) ([]Result, error) {
 		return results, nil
 	}
 	s.hideUncommitted(a.appended)
+	s.holdReaders(a.written)
 	if err := commitBatch(a.batch); err != nil {
 		s.failCommit(err)
+		s.releaseReaders()
 		return nil, fmt.Errorf("%w: %w", ErrCommitFailed, err)
 	}
 	s.revealCommitted(a.appended)
+	s.releaseReaders()
 
 	s.stats.commits.Add(1)
 	s.stats.ops.Add(uint64(len(ops)))
@@ -165,6 +212,7 @@ type applier struct {
 	appended    []appendedUser
 	appendedSet map[string]bool
 	appendCount int
+	written     map[string]bool // key-bundle and group keys that readers must not see before the commit
 }
 
 func (a *applier) apply(op *Op) (Result, error) {
@@ -184,6 +232,16 @@ func (a *applier) apply(op *Op) (Result, error) {
 		return Result{}, a.batch.Set(lastSeenKey(op.User), beUint64(op.LastSeenSec), nil)
 	case OpSweepDedup:
 		return Result{}, a.sweepDedup(op.TimeMS)
+	case OpKeyUpload:
+		return a.uploadKeys(op)
+	case OpKeyFetch:
+		return a.fetchKeys(op.User)
+	case OpGroupCreate:
+		return a.createGroup(op)
+	case OpGroupAdd:
+		return a.addToGroup(op)
+	case OpGroupLeave:
+		return a.leaveGroup(op)
 	}
 	return Result{Err: fmt.Errorf("%w: unknown op kind %d", ErrInvalidRequest, uint8(op.Kind))}, nil
 }

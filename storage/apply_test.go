@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func TestDedupRepeatInSameBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Result{{Seq: 1, Tag: 11}, {Seq: 1, Tag: 11, Duplicate: true}}
-	if !slices.Equal(results, want) {
+	if !reflect.DeepEqual(results, want) {
 		t.Errorf("results = %+v, want %+v", results, want)
 	}
 }
@@ -101,7 +102,7 @@ func TestRenewedDedupRecordSurvivesSweep(t *testing.T) {
 		Op{Kind: OpSweepDedup, TimeMS: 3000},
 	)
 	results := mustApply(t, s, Op{Kind: OpAppend, User: "alice", Tag: 3, TimeMS: 3100, Dedup: key, DedupUntilMS: 4100})
-	if want := (Result{Seq: 2, Tag: 2, Duplicate: true}); results[0] != want {
+	if want := (Result{Seq: 2, Tag: 2, Duplicate: true}); !reflect.DeepEqual(results[0], want) {
 		t.Errorf("repeat after the sweep = %+v, want %+v (the renewed record must survive)", results[0], want)
 	}
 }
@@ -134,9 +135,10 @@ func TestApplyOpsRejectsSingleOps(t *testing.T) {
 // batches of 7 and one through MarshalOps and UnmarshalOps in batches of 13, and expects
 // identical results and identical Pebble contents.
 func TestApplyOpsIsDeterministic(t *testing.T) {
-	ops := randomOps(rand.New(rand.NewPCG(1, 2)), 2000)
-	direct := openTestStore(t, Options{MaxInbox: 20})
-	decoded := openTestStore(t, Options{MaxInbox: 20})
+	ops := randomOps(rand.New(rand.NewPCG(1, 2)), 3000)
+	limits := Options{MaxInbox: 20, MaxPrekeys: 6, MaxGroupSize: 3, MaxGroupsPerUser: 2}
+	direct := openTestStore(t, limits)
+	decoded := openTestStore(t, limits)
 
 	directResults := applyInChunks(t, direct, ops, 7)
 
@@ -155,7 +157,11 @@ func TestApplyOpsIsDeterministic(t *testing.T) {
 
 	for i := range ops {
 		a, b := directResults[i], decodedResults[i]
-		if a.Seq != b.Seq || a.Tag != b.Tag || a.Duplicate != b.Duplicate || fmt.Sprint(a.Err) != fmt.Sprint(b.Err) {
+		if fmt.Sprint(a.Err) != fmt.Sprint(b.Err) {
+			t.Fatalf("op %d (%s): errors differ: %v vs %v", i, ops[i].Kind, a.Err, b.Err)
+		}
+		a.Err, b.Err = nil, nil
+		if !reflect.DeepEqual(a, b) {
 			t.Fatalf("op %d (%s): results differ: %+v vs %+v", i, ops[i].Kind, a, b)
 		}
 	}
@@ -175,6 +181,48 @@ func TestApplyOpsIsDeterministic(t *testing.T) {
 	if kinds[true] == 0 {
 		t.Errorf("the random ops produced no duplicates, so dedup was not exercised")
 	}
+
+	// Every outcome of the key-bundle and group kinds must occur, or the comparison above
+	// proves little about them.
+	seen := map[string]bool{}
+	for i, r := range directResults {
+		seen[outcomeName(ops[i].Kind, r)] = true
+	}
+	for _, want := range []string{
+		"key-upload ok", "key-upload " + ErrNotFound.Error(), "key-upload " + ErrPoolFull.Error(),
+		"key-fetch prekey", "key-fetch empty pool", "key-fetch " + ErrNotFound.Error(),
+		"group-create ok", "group-create " + ErrExists.Error(), "group-create " + ErrTooManyGroups.Error(),
+		"group-add ok", "group-add duplicate", "group-add " + ErrNotFound.Error(), "group-add " + ErrNotAdmin.Error(),
+		"group-add " + ErrGroupFull.Error(), "group-add " + ErrTooManyGroups.Error(),
+		"group-leave ok", "group-leave deleted", "group-leave " + ErrNotFound.Error(), "group-leave " + ErrNotMember.Error(),
+	} {
+		if !seen[want] {
+			t.Errorf("the random ops never produced the outcome %q", want)
+		}
+	}
+}
+
+// outcomeName names the outcome of one key-bundle or group op for the coverage check of the
+// determinism test: the kind followed by the sentinel error or a short description.
+func outcomeName(kind OpKind, r Result) string {
+	for _, sentinel := range []error{ErrNotFound, ErrPoolFull, ErrExists, ErrTooManyGroups, ErrNotAdmin, ErrGroupFull, ErrNotMember} {
+		if errors.Is(r.Err, sentinel) {
+			return kind.String() + " " + sentinel.Error()
+		}
+	}
+	switch {
+	case r.Err != nil:
+		return kind.String() + " other error"
+	case kind == OpKeyFetch && r.Prekey != nil:
+		return "key-fetch prekey"
+	case kind == OpKeyFetch:
+		return "key-fetch empty pool"
+	case r.Duplicate:
+		return kind.String() + " duplicate"
+	case kind == OpGroupLeave && r.Group == nil:
+		return "group-leave deleted"
+	}
+	return kind.String() + " ok"
 }
 
 func randomOps(rng *rand.Rand, n int) []Op {
@@ -184,6 +232,10 @@ func randomOps(rng *rand.Rand, n int) []Op {
 	for range n {
 		timeMS += rng.Uint64N(50)
 		user := users[rng.IntN(len(users))]
+		if rng.IntN(3) == 0 {
+			ops = append(ops, randomKeyOrGroupOp(rng, user, timeMS, len(ops)))
+			continue
+		}
 		switch rng.IntN(10) {
 		case 0, 1, 2, 3, 4:
 			op := Op{Kind: OpAppend, User: user, Tag: rng.Uint64N(4), EntryKind: 0x02, Sender: "s", TimeMS: timeMS,
@@ -204,6 +256,38 @@ func randomOps(rng *rand.Rand, n int) []Op {
 		}
 	}
 	return ops
+}
+
+// randomKeyOrGroupOp returns a key-bundle or group op on a few users and group ids, so that
+// with small limits every outcome occurs, rejections included.
+func randomKeyOrGroupOp(rng *rand.Rand, user string, timeMS uint64, n int) Op {
+	users := []string{"alice", "bob", "carol", "dave"}
+	groupID := []string{"g1", "g2", "g3"}[rng.IntN(3)]
+	switch rng.IntN(8) {
+	case 0:
+		op := Op{Kind: OpKeyUpload, User: user}
+		if rng.IntN(3) == 0 {
+			op.Bundle = &KeyBundle{
+				IdentityKey:           []byte(fmt.Sprint("id", n)),
+				SignedPrekey:          []byte(fmt.Sprint("spk", n)),
+				SignedPrekeySignature: []byte(fmt.Sprint("sig", n)),
+				SignedPrekeyTimestamp: timeMS,
+				HasTimestamp:          rng.IntN(2) == 0,
+			}
+		}
+		for i := range rng.IntN(4) {
+			op.Prekeys = append(op.Prekeys, []byte(fmt.Sprint("pk", n, ".", i)))
+		}
+		return op
+	case 1:
+		return Op{Kind: OpKeyFetch, User: user}
+	case 2:
+		return Op{Kind: OpGroupCreate, GroupID: groupID, Name: fmt.Sprint("name", n), User: user, TimeMS: timeMS}
+	case 3, 4, 5, 6:
+		return Op{Kind: OpGroupAdd, GroupID: groupID, User: users[rng.IntN(len(users))], By: user}
+	default:
+		return Op{Kind: OpGroupLeave, GroupID: groupID, User: user}
+	}
 }
 
 func applyInChunks(t *testing.T, s *Store, ops []Op, size int) []Result {

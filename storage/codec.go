@@ -16,6 +16,12 @@ const (
 	appendHasOrder = 1 << 1
 )
 
+// Flags of an encoded key upload.
+const (
+	uploadHasBundle    = 1 << 0
+	uploadHasTimestamp = 1 << 1
+)
+
 // ErrBadOps is wrapped by UnmarshalOps errors.
 var ErrBadOps = errors.New("storage: invalid encoded ops")
 
@@ -32,15 +38,28 @@ var ErrBadOps = errors.New("storage: invalid encoded ops")
 //	ack-up-to:     user seq
 //	set-last-seen: user lastSeenSec
 //	sweep-dedup:   timeMS
+//	key-upload:    user flags(1) [identityKey signedPrekey signature timestamp] uvarint(count) prekey...
+//	key-fetch:     user
+//	group-create:  groupID name user timeMS
+//	group-add:     groupID user by
+//	group-leave:   groupID user
 //
 // In an append, flags bit 0 says a dedup key follows, bit 1 an order key, and untilMS follows
-// when either bit is set.
+// when either bit is set. In a key upload, flags bit 0 says a bundle follows and bit 1 sets
+// its HasTimestamp; bit 1 without bit 0 is invalid. Keys and prekeys are byte strings.
 //
 // It returns an error wrapping ErrInvalidRequest for an unknown kind.
 func MarshalOps(ops []Op) ([]byte, error) {
 	size := 1 + binary.MaxVarintLen64
 	for i := range ops {
-		size += 64 + len(ops[i].User) + len(ops[i].Sender) + len(ops[i].Body)
+		op := &ops[i]
+		size += 64 + len(op.User) + len(op.Sender) + len(op.Body) + len(op.GroupID) + len(op.Name) + len(op.By)
+		if op.Bundle != nil {
+			size += len(op.Bundle.IdentityKey) + len(op.Bundle.SignedPrekey) + len(op.Bundle.SignedPrekeySignature)
+		}
+		for _, prekey := range op.Prekeys {
+			size += binary.MaxVarintLen64 + len(prekey)
+		}
 	}
 	buf := make([]byte, 0, size)
 	buf = append(buf, opsFormatVersion)
@@ -91,11 +110,50 @@ func MarshalOps(ops []Op) ([]byte, error) {
 			buf = binary.AppendUvarint(buf, op.LastSeenSec)
 		case OpSweepDedup:
 			buf = binary.AppendUvarint(buf, op.TimeMS)
+		case OpKeyUpload:
+			buf = appendKeyUpload(buf, op)
+		case OpKeyFetch:
+			buf = appendString(buf, op.User)
+		case OpGroupCreate:
+			buf = appendString(buf, op.GroupID)
+			buf = appendString(buf, op.Name)
+			buf = appendString(buf, op.User)
+			buf = binary.AppendUvarint(buf, op.TimeMS)
+		case OpGroupAdd:
+			buf = appendString(buf, op.GroupID)
+			buf = appendString(buf, op.User)
+			buf = appendString(buf, op.By)
+		case OpGroupLeave:
+			buf = appendString(buf, op.GroupID)
+			buf = appendString(buf, op.User)
 		default:
 			return nil, fmt.Errorf("%w: op %d has unknown kind %d", ErrInvalidRequest, i, uint8(op.Kind))
 		}
 	}
 	return buf, nil
+}
+
+func appendKeyUpload(buf []byte, op *Op) []byte {
+	buf = appendString(buf, op.User)
+	var flags byte
+	if op.Bundle != nil {
+		flags |= uploadHasBundle
+		if op.Bundle.HasTimestamp {
+			flags |= uploadHasTimestamp
+		}
+	}
+	buf = append(buf, flags)
+	if b := op.Bundle; b != nil {
+		buf = appendBytes(buf, b.IdentityKey)
+		buf = appendBytes(buf, b.SignedPrekey)
+		buf = appendBytes(buf, b.SignedPrekeySignature)
+		buf = binary.AppendUvarint(buf, b.SignedPrekeyTimestamp)
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(op.Prekeys)))
+	for _, prekey := range op.Prekeys {
+		buf = appendBytes(buf, prekey)
+	}
+	return buf
 }
 
 func appendString(buf []byte, s string) []byte {
@@ -138,6 +196,9 @@ type opsDecoder struct {
 	data []byte
 	off  int
 	err  error
+	// errKind is the sentinel that errors wrap; nil means ErrBadOps. Decoders of stored
+	// values set ErrCorrupted.
+	errKind error
 }
 
 func (d *opsDecoder) decodeOp(op *Op) {
@@ -176,6 +237,22 @@ func (d *opsDecoder) decodeOp(op *Op) {
 		op.LastSeenSec = d.uvarint()
 	case OpSweepDedup:
 		op.TimeMS = d.uvarint()
+	case OpKeyUpload:
+		d.decodeKeyUpload(op)
+	case OpKeyFetch:
+		op.User = d.string()
+	case OpGroupCreate:
+		op.GroupID = d.string()
+		op.Name = d.string()
+		op.User = d.string()
+		op.TimeMS = d.uvarint()
+	case OpGroupAdd:
+		op.GroupID = d.string()
+		op.User = d.string()
+		op.By = d.string()
+	case OpGroupLeave:
+		op.GroupID = d.string()
+		op.User = d.string()
 	default:
 		if d.err == nil {
 			d.fail(fmt.Sprintf("unknown op kind %d", uint8(op.Kind)))
@@ -183,9 +260,43 @@ func (d *opsDecoder) decodeOp(op *Op) {
 	}
 }
 
+func (d *opsDecoder) decodeKeyUpload(op *Op) {
+	op.User = d.string()
+	flags := d.byte()
+	if flags&^(uploadHasBundle|uploadHasTimestamp) != 0 || flags == uploadHasTimestamp {
+		d.fail(fmt.Sprintf("key upload flags %#x: only bit 0 (bundle) and bit 1 (timestamp, with bit 0) are defined", flags))
+		return
+	}
+	if flags&uploadHasBundle != 0 {
+		op.Bundle = &KeyBundle{
+			IdentityKey:           d.bytes(),
+			SignedPrekey:          d.bytes(),
+			SignedPrekeySignature: d.bytes(),
+			SignedPrekeyTimestamp: d.uvarint(),
+			HasTimestamp:          flags&uploadHasTimestamp != 0,
+		}
+	}
+	count := d.uvarint()
+	// Every prekey takes at least its length byte, which bounds the allocation.
+	if d.err == nil && count > uint64(len(d.data)-d.off) {
+		d.fail(fmt.Sprintf("prekey count %d exceeds the %d bytes left", count, len(d.data)-d.off))
+		return
+	}
+	if count > 0 {
+		op.Prekeys = make([][]byte, count)
+		for i := range op.Prekeys {
+			op.Prekeys[i] = d.bytes()
+		}
+	}
+}
+
 func (d *opsDecoder) fail(msg string) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s at offset %d", ErrBadOps, msg, d.off)
+		kind := d.errKind
+		if kind == nil {
+			kind = ErrBadOps
+		}
+		d.err = fmt.Errorf("%w: %s at offset %d", kind, msg, d.off)
 	}
 }
 

@@ -16,10 +16,25 @@ const (
 	tagDedupByTS = 'x'
 	tagOrder     = 'o'
 	tagOrderByTS = 'y'
+	tagBundle    = 'k'
+	tagPrekey    = 'p'
+	tagGroup     = 'g'
+	tagUserGroup = 'u'
 )
 
 // maxUserLen bounds user names so that keys stay small; Pebble itself accepts far longer keys.
 const maxUserLen = 255
+
+// maxGroupIDLen bounds group ids for the same reason as maxUserLen.
+const maxGroupIDLen = 255
+
+// maxGroupNameLen bounds group names, because every membership change rewrites the whole
+// group record, name included.
+const maxGroupNameLen = 1024
+
+// maxKeyLen bounds each key of a bundle and each one-time prekey. The store never looks
+// inside them; the limit only keeps values small.
+const maxKeyLen = 8 << 10
 
 // validateUser returns an error wrapping ErrInvalidRequest unless user can be used in a key.
 func validateUser(user string) error {
@@ -30,6 +45,16 @@ func validateUser(user string) error {
 		return fmt.Errorf("%w: user name of %d bytes exceeds the maximum of %d", ErrInvalidRequest, len(user), maxUserLen)
 	case strings.ContainsAny(user, "\x00:"):
 		return fmt.Errorf("%w: user name %q contains 0x00 or ':'", ErrInvalidRequest, user)
+	}
+	return nil
+}
+
+func validateGroupID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty group id", ErrInvalidRequest)
+	case len(id) > maxGroupIDLen:
+		return fmt.Errorf("%w: group id of %d bytes exceeds the maximum of %d", ErrInvalidRequest, len(id), maxGroupIDLen)
 	}
 	return nil
 }
@@ -108,6 +133,38 @@ func orderExpiryKey(untilMS uint64, id []byte) []byte {
 	key = append(key, tagOrderByTS)
 	key = binary.BigEndian.AppendUint64(key, untilMS)
 	return append(key, id...)
+}
+
+func bundleKey(user string) []byte {
+	return append([]byte{tagBundle}, user...)
+}
+
+// prekeyPrefix returns 'p' user 0x00, the prefix of user's one-time prekeys.
+func prekeyPrefix(user string) []byte {
+	key := make([]byte, 0, len(user)+2+8)
+	key = append(key, tagPrekey)
+	key = append(key, user...)
+	return append(key, 0)
+}
+
+func prekeyKey(user string, index uint64) []byte {
+	return binary.BigEndian.AppendUint64(prekeyPrefix(user), index)
+}
+
+func groupKey(id string) []byte {
+	return append([]byte{tagGroup}, id...)
+}
+
+// userGroupsPrefix returns 'u' user 0x00, the prefix of the index of user's groups.
+func userGroupsPrefix(user string) []byte {
+	key := make([]byte, 0, len(user)+2+maxGroupIDLen)
+	key = append(key, tagUserGroup)
+	key = append(key, user...)
+	return append(key, 0)
+}
+
+func userGroupKey(user, groupID string) []byte {
+	return append(userGroupsPrefix(user), groupID...)
 }
 
 // orderRecord is the value stored under 'o' orderID.
@@ -259,4 +316,21 @@ var (
 	ErrUnavailable = errors.New("storage: store is unavailable after a write failure")
 	// ErrCorrupted reports data on disk that cannot be decoded.
 	ErrCorrupted = errors.New("storage: data is corrupted")
+
+	// ErrNotFound reports a missing key bundle or group.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrPoolFull rejects a key upload that would grow a user's one-time prekey pool past
+	// Options.MaxPrekeys. Nothing of that upload is stored.
+	ErrPoolFull = errors.New("storage: one-time prekey pool is full")
+	// ErrExists rejects the creation of a group whose id is taken.
+	ErrExists = errors.New("storage: group already exists")
+	// ErrTooManyGroups rejects creating or joining a group by a user who is already a member
+	// of Options.MaxGroupsPerUser groups.
+	ErrTooManyGroups = errors.New("storage: user is in too many groups")
+	// ErrNotAdmin rejects a member addition requested by someone who is not a group admin.
+	ErrNotAdmin = errors.New("storage: requester is not a group admin")
+	// ErrGroupFull rejects adding a member to a group of Options.MaxGroupSize members.
+	ErrGroupFull = errors.New("storage: group is full")
+	// ErrNotMember rejects leaving a group that the user is not a member of.
+	ErrNotMember = errors.New("storage: user is not a group member")
 )

@@ -8,7 +8,7 @@ import (
 // waiting (acks, last-seen, sweeps).
 type queuedOp struct {
 	op   Op
-	done func(AppendResult, error)
+	done func(Result, error)
 }
 
 // sweepInterval returns how often the commit loop queues an OpSweepDedup: half the dedup
@@ -112,15 +112,10 @@ func (s *Store) commitQueued(items []queuedOp, ops []Op) []Op {
 			continue
 		}
 		if err != nil {
-			done(AppendResult{}, err)
+			done(Result{}, err)
 			continue
 		}
-		r := results[i]
-		if r.Err != nil {
-			done(AppendResult{}, r.Err)
-			continue
-		}
-		done(AppendResult{Seq: r.Seq, Tag: r.Tag, Duplicate: r.Duplicate}, nil)
+		done(results[i], results[i].Err)
 	}
 	return ops
 }

@@ -141,3 +141,60 @@ func readMeta(db *pebble.DB, user string) (userMeta, error) {
 	}
 	return meta, nil
 }
+
+// readCommitted calls read with the DB and returns its error, unless the batch whose commit
+// is in flight marked key as written (see applier.markWritten). Then it waits for that commit
+// to end and calls read again. Pebble v2.1 publishes a batch to readers before its WAL fsync
+// returns (commitPipeline.publish), and a batch whose commit fails may be gone after the
+// reopen, so without the wait a reader could return data that is later lost.
+func (s *Store) readCommitted(key []byte, read func(db *pebble.DB) error) error {
+	for {
+		db, release, err := s.readDB()
+		if err != nil {
+			return err
+		}
+		err = read(db)
+		// Check after the read and before release. failCommit takes dbMu before the keys of
+		// a failed batch are released, so a read of that batch always finds its key in flight.
+		wait := s.inFlightWait(key)
+		release()
+		if wait == nil {
+			return err
+		}
+		s.waitedReads.Add(1)
+		<-wait
+	}
+}
+
+// holdReaders makes readCommitted wait for the end of the current commit before it returns
+// any of the given keys. The caller holds applyMu and calls releaseReaders after the commit.
+func (s *Store) holdReaders(keys map[string]bool) {
+	if len(keys) == 0 {
+		return
+	}
+	s.inFlightMu.Lock()
+	defer s.inFlightMu.Unlock()
+	s.inFlightKeys = keys
+	s.inFlightDone = make(chan struct{})
+}
+
+// releaseReaders ends the hold of holdReaders and wakes the readers waiting for it.
+func (s *Store) releaseReaders() {
+	s.inFlightMu.Lock()
+	defer s.inFlightMu.Unlock()
+	if s.inFlightDone != nil {
+		close(s.inFlightDone)
+	}
+	s.inFlightKeys, s.inFlightDone = nil, nil
+}
+
+// inFlightWait returns a channel that is closed when the commit that writes key ends, or nil
+// if no commit in flight writes key.
+func (s *Store) inFlightWait(key []byte) <-chan struct{} {
+	s.inFlightMu.Lock()
+	defer s.inFlightMu.Unlock()
+	if s.inFlightKeys[string(key)] {
+		return s.inFlightDone
+	}
+	return nil
+}

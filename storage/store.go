@@ -20,6 +20,10 @@ const (
 	DefaultDedupWindow = 10 * time.Minute
 	DefaultMaxInbox    = 10000
 	DefaultMaxBatch    = 2048
+
+	DefaultMaxPrekeys       = 1000
+	DefaultMaxGroupSize     = 256
+	DefaultMaxGroupsPerUser = 500
 )
 
 // Options configures Open.
@@ -34,6 +38,15 @@ type Options struct {
 	MaxInbox int
 	// MaxBatch is the maximum number of ops per group commit. Zero means DefaultMaxBatch.
 	MaxBatch int
+	// MaxPrekeys is the maximum number of one-time prekeys in a user's pool. An upload beyond
+	// it fails with ErrPoolFull. Zero means DefaultMaxPrekeys.
+	MaxPrekeys int
+	// MaxGroupSize is the maximum number of members of a group, admins included. An addition
+	// beyond it fails with ErrGroupFull. Zero means DefaultMaxGroupSize.
+	MaxGroupSize int
+	// MaxGroupsPerUser is the maximum number of groups a user is a member of. Creating or
+	// joining one more fails with ErrTooManyGroups. Zero means DefaultMaxGroupsPerUser.
+	MaxGroupsPerUser int
 	// Logger receives the store's and Pebble's logs. Nil means slog.Default().
 	Logger *slog.Logger
 	// FS is the file system Pebble uses. Nil means the operating system's (vfs.Default).
@@ -50,6 +63,15 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.MaxPrekeys <= 0 {
+		o.MaxPrekeys = DefaultMaxPrekeys
+	}
+	if o.MaxGroupSize <= 0 {
+		o.MaxGroupSize = DefaultMaxGroupSize
+	}
+	if o.MaxGroupsPerUser <= 0 {
+		o.MaxGroupsPerUser = DefaultMaxGroupsPerUser
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -155,6 +177,14 @@ type Store struct {
 	visMu      sync.RWMutex
 	visibleSeq map[string]uint64
 
+	// inFlightKeys lists the key-bundle and group keys, and the user-to-group index prefixes,
+	// written by the batch whose commit is in flight. inFlightDone is closed when that commit
+	// ends. Both are nil between commits.
+	inFlightMu   sync.Mutex
+	inFlightKeys map[string]bool
+	inFlightDone chan struct{}
+	waitedReads  atomic.Uint64 // reads that waited for a commit, for tests
+
 	stats struct {
 		commits, ops, appends, failedCommits atomic.Uint64
 	}
@@ -191,7 +221,8 @@ func Open(opts Options) (*Store, error) {
 
 	go s.runCommitLoop()
 	s.logger.Info("storage: opened", "max_inbox", opts.MaxInbox, "max_batch", opts.MaxBatch,
-		"dedup_window", opts.DedupWindow)
+		"dedup_window", opts.DedupWindow, "max_prekeys", opts.MaxPrekeys,
+		"max_group_size", opts.MaxGroupSize, "max_groups_per_user", opts.MaxGroupsPerUser)
 	return s, nil
 }
 
@@ -285,7 +316,17 @@ func (s *Store) Append(req AppendRequest, done func(AppendResult, error)) {
 	if op.Dedup != nil || op.Order != nil {
 		op.DedupUntilMS = dedupUntil(op.TimeMS, s.opts.DedupWindow)
 	}
-	if !s.enqueue(queuedOp{op: op, done: done}) && done != nil {
+	q := queuedOp{op: op}
+	if done != nil {
+		q.done = func(r Result, err error) {
+			if err != nil {
+				done(AppendResult{}, err)
+				return
+			}
+			done(AppendResult{Seq: r.Seq, Tag: r.Tag, Duplicate: r.Duplicate}, nil)
+		}
+	}
+	if !s.enqueue(q) && done != nil {
 		done(AppendResult{}, ErrClosed)
 	}
 }
@@ -322,11 +363,65 @@ func (s *Store) AckUpTo(user string, seq uint64) {
 func (s *Store) Submit(op Op, done func(error)) {
 	q := queuedOp{op: op}
 	if done != nil {
-		q.done = func(_ AppendResult, err error) { done(err) }
+		q.done = func(_ Result, err error) { done(err) }
 	}
 	if !s.enqueue(q) && done != nil {
 		done(ErrClosed)
 	}
+}
+
+// Do queues op for the next group commit and calls done, if it is not nil, once the batch
+// holding it is committed or has failed. done runs on the store's commit goroutine and must
+// not block. It gets the op's Result and, as err, either Result.Err or the failure of the
+// whole batch (see ApplyOps). After Close, done runs at once with ErrClosed. Do rejects OpAppend
+// with ErrInvalidRequest because Append stamps an append's tag and dedup expiry. It stamps
+// the store's clock into an OpGroupCreate whose TimeMS is zero.
+//
+// Results and op-local errors of the key-bundle and group kinds:
+//
+//   - OpKeyUpload: Count is the pool size after the upload. A non-nil Bundle replaces the
+//     user's keys and keeps the pool. ErrNotFound when Bundle is nil and the user has no
+//     bundle; ErrPoolFull when the pool would exceed Options.MaxPrekeys (Count is then the
+//     unchanged pool size); ErrInvalidRequest for an empty prekey or a key over 8 KiB.
+//     A rejected upload changes nothing.
+//   - OpKeyFetch: Bundle, the oldest one-time prekey as Prekey (removed from the pool, nil
+//     when the pool is empty) and Count, the prekeys left. ErrNotFound when the user has no
+//     bundle.
+//   - OpGroupCreate: Group. ErrExists when GroupID is taken; ErrTooManyGroups when the
+//     creator is already in Options.MaxGroupsPerUser groups.
+//   - OpGroupAdd: Group after the addition, or with Duplicate set and unchanged when User is
+//     already a member. ErrNotFound, ErrNotAdmin (By is not an admin, or not a member at all),
+//     ErrGroupFull (Options.MaxGroupSize) and ErrTooManyGroups (for User), checked in this
+//     order.
+//   - OpGroupLeave: Group after the departure, nil when the last member left and the group
+//     was deleted. ErrNotFound, ErrNotMember.
+//
+// Op, including Bundle and Prekeys, must not be changed until done runs.
+func (s *Store) Do(op Op, done func(Result, error)) {
+	if op.Kind == OpAppend {
+		if done != nil {
+			done(Result{}, fmt.Errorf("%w: Do takes no %s ops; use Append, which stamps the tag and dedup expiry", ErrInvalidRequest, op.Kind))
+		}
+		return
+	}
+	if op.Kind == OpGroupCreate && op.TimeMS == 0 {
+		op.TimeMS = uint64(time.Now().UnixMilli())
+	}
+	if !s.enqueue(queuedOp{op: op, done: done}) && done != nil {
+		done(Result{}, ErrClosed)
+	}
+}
+
+// DoSync runs op through Do and waits until it is committed or has failed.
+func (s *Store) DoSync(op Op) (Result, error) {
+	type outcome struct {
+		result Result
+		err    error
+	}
+	ch := make(chan outcome, 1)
+	s.Do(op, func(r Result, err error) { ch <- outcome{r, err} })
+	o := <-ch
+	return o.result, o.err
 }
 
 // SetLastSeen queues storing unixSec as user's last-seen time. It does not wait for the

@@ -28,6 +28,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GroupOp says what a GroupRequest does.
+type GroupOp int32
+
+const (
+	GroupOp_GROUP_OP_UNSPECIFIED GroupOp = 0
+	GroupOp_GROUP_OP_CREATE      GroupOp = 1
+	GroupOp_GROUP_OP_LEAVE       GroupOp = 2
+	GroupOp_GROUP_OP_MESSAGE     GroupOp = 3
+	GroupOp_GROUP_OP_ROSTER      GroupOp = 4
+	GroupOp_GROUP_OP_SENDER_KEY  GroupOp = 5
+	GroupOp_GROUP_OP_ADD         GroupOp = 6
+)
+
+// Enum value maps for GroupOp.
+var (
+	GroupOp_name = map[int32]string{
+		0: "GROUP_OP_UNSPECIFIED",
+		1: "GROUP_OP_CREATE",
+		2: "GROUP_OP_LEAVE",
+		3: "GROUP_OP_MESSAGE",
+		4: "GROUP_OP_ROSTER",
+		5: "GROUP_OP_SENDER_KEY",
+		6: "GROUP_OP_ADD",
+	}
+	GroupOp_value = map[string]int32{
+		"GROUP_OP_UNSPECIFIED": 0,
+		"GROUP_OP_CREATE":      1,
+		"GROUP_OP_LEAVE":       2,
+		"GROUP_OP_MESSAGE":     3,
+		"GROUP_OP_ROSTER":      4,
+		"GROUP_OP_SENDER_KEY":  5,
+		"GROUP_OP_ADD":         6,
+	}
+)
+
+func (x GroupOp) Enum() *GroupOp {
+	p := new(GroupOp)
+	*p = x
+	return p
+}
+
+func (x GroupOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GroupOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_actors_irispb_envelope_proto_enumTypes[0].Descriptor()
+}
+
+func (GroupOp) Type() protoreflect.EnumType {
+	return &file_actors_irispb_envelope_proto_enumTypes[0]
+}
+
+func (x GroupOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GroupOp.Descriptor instead.
+func (GroupOp) EnumDescriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{0}
+}
+
 // Envelope wraps every message that may cross nodes.
 type Envelope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -49,6 +111,11 @@ type Envelope struct {
 	//	*Envelope_StatusReply
 	//	*Envelope_Refresh
 	//	*Envelope_Resync
+	//	*Envelope_Relay
+	//	*Envelope_Key
+	//	*Envelope_KeyReply
+	//	*Envelope_Group
+	//	*Envelope_GroupReply
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -215,6 +282,51 @@ func (x *Envelope) GetResync() *Resync {
 	return nil
 }
 
+func (x *Envelope) GetRelay() *Relay {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Relay); ok {
+			return x.Relay
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetKey() *KeyRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Key); ok {
+			return x.Key
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetKeyReply() *KeyReply {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_KeyReply); ok {
+			return x.KeyReply
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetGroup() *GroupRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Group); ok {
+			return x.Group
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetGroupReply() *GroupReply {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_GroupReply); ok {
+			return x.GroupReply
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -271,6 +383,26 @@ type Envelope_Resync struct {
 	Resync *Resync `protobuf:"bytes,22,opt,name=resync,proto3,oneof"`
 }
 
+type Envelope_Relay struct {
+	Relay *Relay `protobuf:"bytes,23,opt,name=relay,proto3,oneof"`
+}
+
+type Envelope_Key struct {
+	Key *KeyRequest `protobuf:"bytes,24,opt,name=key,proto3,oneof"`
+}
+
+type Envelope_KeyReply struct {
+	KeyReply *KeyReply `protobuf:"bytes,25,opt,name=key_reply,json=keyReply,proto3,oneof"`
+}
+
+type Envelope_Group struct {
+	Group *GroupRequest `protobuf:"bytes,26,opt,name=group,proto3,oneof"`
+}
+
+type Envelope_GroupReply struct {
+	GroupReply *GroupReply `protobuf:"bytes,27,opt,name=group_reply,json=groupReply,proto3,oneof"`
+}
+
 func (*Envelope_Append) isEnvelope_Body() {}
 
 func (*Envelope_AppendReply) isEnvelope_Body() {}
@@ -296,6 +428,16 @@ func (*Envelope_StatusReply) isEnvelope_Body() {}
 func (*Envelope_Refresh) isEnvelope_Body() {}
 
 func (*Envelope_Resync) isEnvelope_Body() {}
+
+func (*Envelope_Relay) isEnvelope_Body() {}
+
+func (*Envelope_Key) isEnvelope_Body() {}
+
+func (*Envelope_KeyReply) isEnvelope_Body() {}
+
+func (*Envelope_Group) isEnvelope_Body() {}
+
+func (*Envelope_GroupReply) isEnvelope_Body() {}
 
 // Pid names an actor anywhere in the cluster (proto.actor address and id).
 type Pid struct {
@@ -1393,11 +1535,504 @@ func (x *Resync) GetUser() string {
 	return ""
 }
 
+// Relay pushes one encoded frame to every live session of a user, without
+// storing it: typing states and read receipts, which are best effort.
+type Relay struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Frame         []byte                 `protobuf:"bytes,2,opt,name=frame,proto3" json:"frame,omitempty"` // a complete server frame, opcode included
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Relay) Reset() {
+	*x = Relay{}
+	mi := &file_actors_irispb_envelope_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Relay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Relay) ProtoMessage() {}
+
+func (x *Relay) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_irispb_envelope_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Relay.ProtoReflect.Descriptor instead.
+func (*Relay) Descriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Relay) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Relay) GetFrame() []byte {
+	if x != nil {
+		return x.Frame
+	}
+	return nil
+}
+
+// KeyRequest uploads to or fetches from a user's E2EE key bundle. It goes
+// to the shard of the bundle's owner.
+type KeyRequest struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Ref                   uint64                 `protobuf:"varint,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	User                  string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`                             // the bundle's owner
+	Fetch                 bool                   `protobuf:"varint,3,opt,name=fetch,proto3" json:"fetch,omitempty"`                          // fetch (hands out one one-time prekey) instead of upload
+	HasBundle             bool                   `protobuf:"varint,4,opt,name=has_bundle,json=hasBundle,proto3" json:"has_bundle,omitempty"` // an upload carries identity and signed prekey fields
+	IdentityKey           []byte                 `protobuf:"bytes,5,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
+	SignedPrekey          []byte                 `protobuf:"bytes,6,opt,name=signed_prekey,json=signedPrekey,proto3" json:"signed_prekey,omitempty"`
+	SignedPrekeySignature []byte                 `protobuf:"bytes,7,opt,name=signed_prekey_signature,json=signedPrekeySignature,proto3" json:"signed_prekey_signature,omitempty"`
+	HasTimestamp          bool                   `protobuf:"varint,8,opt,name=has_timestamp,json=hasTimestamp,proto3" json:"has_timestamp,omitempty"`
+	SignedPrekeyTimestamp uint64                 `protobuf:"varint,9,opt,name=signed_prekey_timestamp,json=signedPrekeyTimestamp,proto3" json:"signed_prekey_timestamp,omitempty"`
+	OneTimePrekeys        [][]byte               `protobuf:"bytes,10,rep,name=one_time_prekeys,json=oneTimePrekeys,proto3" json:"one_time_prekeys,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *KeyRequest) Reset() {
+	*x = KeyRequest{}
+	mi := &file_actors_irispb_envelope_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyRequest) ProtoMessage() {}
+
+func (x *KeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_irispb_envelope_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyRequest.ProtoReflect.Descriptor instead.
+func (*KeyRequest) Descriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *KeyRequest) GetRef() uint64 {
+	if x != nil {
+		return x.Ref
+	}
+	return 0
+}
+
+func (x *KeyRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *KeyRequest) GetFetch() bool {
+	if x != nil {
+		return x.Fetch
+	}
+	return false
+}
+
+func (x *KeyRequest) GetHasBundle() bool {
+	if x != nil {
+		return x.HasBundle
+	}
+	return false
+}
+
+func (x *KeyRequest) GetIdentityKey() []byte {
+	if x != nil {
+		return x.IdentityKey
+	}
+	return nil
+}
+
+func (x *KeyRequest) GetSignedPrekey() []byte {
+	if x != nil {
+		return x.SignedPrekey
+	}
+	return nil
+}
+
+func (x *KeyRequest) GetSignedPrekeySignature() []byte {
+	if x != nil {
+		return x.SignedPrekeySignature
+	}
+	return nil
+}
+
+func (x *KeyRequest) GetHasTimestamp() bool {
+	if x != nil {
+		return x.HasTimestamp
+	}
+	return false
+}
+
+func (x *KeyRequest) GetSignedPrekeyTimestamp() uint64 {
+	if x != nil {
+		return x.SignedPrekeyTimestamp
+	}
+	return 0
+}
+
+func (x *KeyRequest) GetOneTimePrekeys() [][]byte {
+	if x != nil {
+		return x.OneTimePrekeys
+	}
+	return nil
+}
+
+// KeyReply answers a KeyRequest.
+type KeyReply struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Ref                   uint64                 `protobuf:"varint,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Status                string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // "ok", "not_found" or "error"
+	Reason                string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"` // with status "error"
+	IdentityKey           []byte                 `protobuf:"bytes,4,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
+	SignedPrekey          []byte                 `protobuf:"bytes,5,opt,name=signed_prekey,json=signedPrekey,proto3" json:"signed_prekey,omitempty"`
+	SignedPrekeySignature []byte                 `protobuf:"bytes,6,opt,name=signed_prekey_signature,json=signedPrekeySignature,proto3" json:"signed_prekey_signature,omitempty"`
+	HasTimestamp          bool                   `protobuf:"varint,7,opt,name=has_timestamp,json=hasTimestamp,proto3" json:"has_timestamp,omitempty"`
+	SignedPrekeyTimestamp uint64                 `protobuf:"varint,8,opt,name=signed_prekey_timestamp,json=signedPrekeyTimestamp,proto3" json:"signed_prekey_timestamp,omitempty"`
+	OneTimePrekey         []byte                 `protobuf:"bytes,9,opt,name=one_time_prekey,json=oneTimePrekey,proto3" json:"one_time_prekey,omitempty"` // empty when the pool was empty
+	Count                 uint32                 `protobuf:"varint,10,opt,name=count,proto3" json:"count,omitempty"`                                      // pool size after the upload, or prekeys left after the fetch
+	Fetch                 bool                   `protobuf:"varint,11,opt,name=fetch,proto3" json:"fetch,omitempty"`                                      // answers a fetch
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *KeyReply) Reset() {
+	*x = KeyReply{}
+	mi := &file_actors_irispb_envelope_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyReply) ProtoMessage() {}
+
+func (x *KeyReply) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_irispb_envelope_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyReply.ProtoReflect.Descriptor instead.
+func (*KeyReply) Descriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *KeyReply) GetRef() uint64 {
+	if x != nil {
+		return x.Ref
+	}
+	return 0
+}
+
+func (x *KeyReply) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *KeyReply) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *KeyReply) GetIdentityKey() []byte {
+	if x != nil {
+		return x.IdentityKey
+	}
+	return nil
+}
+
+func (x *KeyReply) GetSignedPrekey() []byte {
+	if x != nil {
+		return x.SignedPrekey
+	}
+	return nil
+}
+
+func (x *KeyReply) GetSignedPrekeySignature() []byte {
+	if x != nil {
+		return x.SignedPrekeySignature
+	}
+	return nil
+}
+
+func (x *KeyReply) GetHasTimestamp() bool {
+	if x != nil {
+		return x.HasTimestamp
+	}
+	return false
+}
+
+func (x *KeyReply) GetSignedPrekeyTimestamp() uint64 {
+	if x != nil {
+		return x.SignedPrekeyTimestamp
+	}
+	return 0
+}
+
+func (x *KeyReply) GetOneTimePrekey() []byte {
+	if x != nil {
+		return x.OneTimePrekey
+	}
+	return nil
+}
+
+func (x *KeyReply) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *KeyReply) GetFetch() bool {
+	if x != nil {
+		return x.Fetch
+	}
+	return false
+}
+
+// GroupRequest goes to the group grain of one group.
+type GroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           uint64                 `protobuf:"varint,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Op            GroupOp                `protobuf:"varint,2,opt,name=op,proto3,enum=iris.v1.GroupOp" json:"op,omitempty"`
+	Group         string                 `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	User          string                 `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`     // the requesting member
+	Name          string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`     // create
+	Member        string                 `protobuf:"bytes,6,opt,name=member,proto3" json:"member,omitempty"` // add
+	Header        []byte                 `protobuf:"bytes,7,opt,name=header,proto3" json:"header,omitempty"` // message
+	Cipher        []byte                 `protobuf:"bytes,8,opt,name=cipher,proto3" json:"cipher,omitempty"` // message
+	Key           []byte                 `protobuf:"bytes,9,opt,name=key,proto3" json:"key,omitempty"`       // sender key
+	TimeMs        uint64                 `protobuf:"varint,10,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupRequest) Reset() {
+	*x = GroupRequest{}
+	mi := &file_actors_irispb_envelope_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupRequest) ProtoMessage() {}
+
+func (x *GroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_irispb_envelope_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupRequest.ProtoReflect.Descriptor instead.
+func (*GroupRequest) Descriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GroupRequest) GetRef() uint64 {
+	if x != nil {
+		return x.Ref
+	}
+	return 0
+}
+
+func (x *GroupRequest) GetOp() GroupOp {
+	if x != nil {
+		return x.Op
+	}
+	return GroupOp_GROUP_OP_UNSPECIFIED
+}
+
+func (x *GroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *GroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *GroupRequest) GetHeader() []byte {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *GroupRequest) GetCipher() []byte {
+	if x != nil {
+		return x.Cipher
+	}
+	return nil
+}
+
+func (x *GroupRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *GroupRequest) GetTimeMs() uint64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+// GroupReply answers a GroupRequest: with an error reason, or with the
+// group's state after the operation. A message or sender key that reached
+// every member gets no reply.
+type GroupReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           uint64                 `protobuf:"varint,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Op            GroupOp                `protobuf:"varint,2,opt,name=op,proto3,enum=iris.v1.GroupOp" json:"op,omitempty"`
+	Group         string                 `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Members       []string               `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupReply) Reset() {
+	*x = GroupReply{}
+	mi := &file_actors_irispb_envelope_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupReply) ProtoMessage() {}
+
+func (x *GroupReply) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_irispb_envelope_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupReply.ProtoReflect.Descriptor instead.
+func (*GroupReply) Descriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GroupReply) GetRef() uint64 {
+	if x != nil {
+		return x.Ref
+	}
+	return 0
+}
+
+func (x *GroupReply) GetOp() GroupOp {
+	if x != nil {
+		return x.Op
+	}
+	return GroupOp_GROUP_OP_UNSPECIFIED
+}
+
+func (x *GroupReply) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *GroupReply) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 var File_actors_irispb_envelope_proto protoreflect.FileDescriptor
 
 const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1cactors/irispb/envelope.proto\x12\airis.v1\"\xdb\x05\n" +
+	"\x1cactors/irispb/envelope.proto\x12\airis.v1\"\xc5\a\n" +
 	"\bEnvelope\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x120\n" +
 	"\x06append\x18\n" +
@@ -1416,7 +2051,13 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\x06status\x18\x13 \x01(\v2\x16.iris.v1.StatusRequestH\x00R\x06status\x129\n" +
 	"\fstatus_reply\x18\x14 \x01(\v2\x14.iris.v1.StatusReplyH\x00R\vstatusReply\x123\n" +
 	"\arefresh\x18\x15 \x01(\v2\x17.iris.v1.RefreshRequestH\x00R\arefresh\x12)\n" +
-	"\x06resync\x18\x16 \x01(\v2\x0f.iris.v1.ResyncH\x00R\x06resyncB\x06\n" +
+	"\x06resync\x18\x16 \x01(\v2\x0f.iris.v1.ResyncH\x00R\x06resync\x12&\n" +
+	"\x05relay\x18\x17 \x01(\v2\x0e.iris.v1.RelayH\x00R\x05relay\x12'\n" +
+	"\x03key\x18\x18 \x01(\v2\x13.iris.v1.KeyRequestH\x00R\x03key\x120\n" +
+	"\tkey_reply\x18\x19 \x01(\v2\x11.iris.v1.KeyReplyH\x00R\bkeyReply\x12-\n" +
+	"\x05group\x18\x1a \x01(\v2\x15.iris.v1.GroupRequestH\x00R\x05group\x126\n" +
+	"\vgroup_reply\x18\x1b \x01(\v2\x13.iris.v1.GroupReplyH\x00R\n" +
+	"groupReplyB\x06\n" +
 	"\x04body\"/\n" +
 	"\x03Pid\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x0e\n" +
@@ -1496,7 +2137,64 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\x0eRefreshRequest\x12;\n" +
 	"\rregistrations\x18\x01 \x03(\v2\x15.iris.v1.RegistrationR\rregistrations\"\x1c\n" +
 	"\x06Resync\x12\x12\n" +
-	"\x04user\x18\x01 \x01(\tR\x04userB'Z%github.com/iris-im/iris/actors/irispbb\x06proto3"
+	"\x04user\x18\x01 \x01(\tR\x04user\"1\n" +
+	"\x05Relay\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x14\n" +
+	"\x05frame\x18\x02 \x01(\fR\x05frame\"\xee\x02\n" +
+	"\n" +
+	"KeyRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x14\n" +
+	"\x05fetch\x18\x03 \x01(\bR\x05fetch\x12\x1d\n" +
+	"\n" +
+	"has_bundle\x18\x04 \x01(\bR\thasBundle\x12!\n" +
+	"\fidentity_key\x18\x05 \x01(\fR\videntityKey\x12#\n" +
+	"\rsigned_prekey\x18\x06 \x01(\fR\fsignedPrekey\x126\n" +
+	"\x17signed_prekey_signature\x18\a \x01(\fR\x15signedPrekeySignature\x12#\n" +
+	"\rhas_timestamp\x18\b \x01(\bR\fhasTimestamp\x126\n" +
+	"\x17signed_prekey_timestamp\x18\t \x01(\x04R\x15signedPrekeyTimestamp\x12(\n" +
+	"\x10one_time_prekeys\x18\n" +
+	" \x03(\fR\x0eoneTimePrekeys\"\xfd\x02\n" +
+	"\bKeyReply\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12!\n" +
+	"\fidentity_key\x18\x04 \x01(\fR\videntityKey\x12#\n" +
+	"\rsigned_prekey\x18\x05 \x01(\fR\fsignedPrekey\x126\n" +
+	"\x17signed_prekey_signature\x18\x06 \x01(\fR\x15signedPrekeySignature\x12#\n" +
+	"\rhas_timestamp\x18\a \x01(\bR\fhasTimestamp\x126\n" +
+	"\x17signed_prekey_timestamp\x18\b \x01(\x04R\x15signedPrekeyTimestamp\x12&\n" +
+	"\x0fone_time_prekey\x18\t \x01(\fR\roneTimePrekey\x12\x14\n" +
+	"\x05count\x18\n" +
+	" \x01(\rR\x05count\x12\x14\n" +
+	"\x05fetch\x18\v \x01(\bR\x05fetch\"\xf3\x01\n" +
+	"\fGroupRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12 \n" +
+	"\x02op\x18\x02 \x01(\x0e2\x10.iris.v1.GroupOpR\x02op\x12\x14\n" +
+	"\x05group\x18\x03 \x01(\tR\x05group\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12\x16\n" +
+	"\x06member\x18\x06 \x01(\tR\x06member\x12\x16\n" +
+	"\x06header\x18\a \x01(\fR\x06header\x12\x16\n" +
+	"\x06cipher\x18\b \x01(\fR\x06cipher\x12\x10\n" +
+	"\x03key\x18\t \x01(\fR\x03key\x12\x17\n" +
+	"\atime_ms\x18\n" +
+	" \x01(\x04R\x06timeMs\"\x86\x01\n" +
+	"\n" +
+	"GroupReply\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12 \n" +
+	"\x02op\x18\x02 \x01(\x0e2\x10.iris.v1.GroupOpR\x02op\x12\x14\n" +
+	"\x05group\x18\x03 \x01(\tR\x05group\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
+	"\amembers\x18\x05 \x03(\tR\amembers*\xa2\x01\n" +
+	"\aGroupOp\x12\x18\n" +
+	"\x14GROUP_OP_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fGROUP_OP_CREATE\x10\x01\x12\x12\n" +
+	"\x0eGROUP_OP_LEAVE\x10\x02\x12\x14\n" +
+	"\x10GROUP_OP_MESSAGE\x10\x03\x12\x13\n" +
+	"\x0fGROUP_OP_ROSTER\x10\x04\x12\x17\n" +
+	"\x13GROUP_OP_SENDER_KEY\x10\x05\x12\x10\n" +
+	"\fGROUP_OP_ADD\x10\x06B'Z%github.com/iris-im/iris/actors/irispbb\x06proto3"
 
 var (
 	file_actors_irispb_envelope_proto_rawDescOnce sync.Once
@@ -1510,53 +2208,67 @@ func file_actors_irispb_envelope_proto_rawDescGZIP() []byte {
 	return file_actors_irispb_envelope_proto_rawDescData
 }
 
-var file_actors_irispb_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_actors_irispb_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_actors_irispb_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_actors_irispb_envelope_proto_goTypes = []any{
-	(*Envelope)(nil),          // 0: iris.v1.Envelope
-	(*Pid)(nil),               // 1: iris.v1.Pid
-	(*Entry)(nil),             // 2: iris.v1.Entry
-	(*AppendRequest)(nil),     // 3: iris.v1.AppendRequest
-	(*AppendReply)(nil),       // 4: iris.v1.AppendReply
-	(*Deliver)(nil),           // 5: iris.v1.Deliver
-	(*AckItem)(nil),           // 6: iris.v1.AckItem
-	(*AckRequest)(nil),        // 7: iris.v1.AckRequest
-	(*RegisterRequest)(nil),   // 8: iris.v1.RegisterRequest
-	(*RegisterReply)(nil),     // 9: iris.v1.RegisterReply
-	(*UnregisterRequest)(nil), // 10: iris.v1.UnregisterRequest
-	(*FetchRequest)(nil),      // 11: iris.v1.FetchRequest
-	(*FetchReply)(nil),        // 12: iris.v1.FetchReply
-	(*StatusRequest)(nil),     // 13: iris.v1.StatusRequest
-	(*StatusReply)(nil),       // 14: iris.v1.StatusReply
-	(*Registration)(nil),      // 15: iris.v1.Registration
-	(*RefreshRequest)(nil),    // 16: iris.v1.RefreshRequest
-	(*Resync)(nil),            // 17: iris.v1.Resync
+	(GroupOp)(0),              // 0: iris.v1.GroupOp
+	(*Envelope)(nil),          // 1: iris.v1.Envelope
+	(*Pid)(nil),               // 2: iris.v1.Pid
+	(*Entry)(nil),             // 3: iris.v1.Entry
+	(*AppendRequest)(nil),     // 4: iris.v1.AppendRequest
+	(*AppendReply)(nil),       // 5: iris.v1.AppendReply
+	(*Deliver)(nil),           // 6: iris.v1.Deliver
+	(*AckItem)(nil),           // 7: iris.v1.AckItem
+	(*AckRequest)(nil),        // 8: iris.v1.AckRequest
+	(*RegisterRequest)(nil),   // 9: iris.v1.RegisterRequest
+	(*RegisterReply)(nil),     // 10: iris.v1.RegisterReply
+	(*UnregisterRequest)(nil), // 11: iris.v1.UnregisterRequest
+	(*FetchRequest)(nil),      // 12: iris.v1.FetchRequest
+	(*FetchReply)(nil),        // 13: iris.v1.FetchReply
+	(*StatusRequest)(nil),     // 14: iris.v1.StatusRequest
+	(*StatusReply)(nil),       // 15: iris.v1.StatusReply
+	(*Registration)(nil),      // 16: iris.v1.Registration
+	(*RefreshRequest)(nil),    // 17: iris.v1.RefreshRequest
+	(*Resync)(nil),            // 18: iris.v1.Resync
+	(*Relay)(nil),             // 19: iris.v1.Relay
+	(*KeyRequest)(nil),        // 20: iris.v1.KeyRequest
+	(*KeyReply)(nil),          // 21: iris.v1.KeyReply
+	(*GroupRequest)(nil),      // 22: iris.v1.GroupRequest
+	(*GroupReply)(nil),        // 23: iris.v1.GroupReply
 }
 var file_actors_irispb_envelope_proto_depIdxs = []int32{
-	3,  // 0: iris.v1.Envelope.append:type_name -> iris.v1.AppendRequest
-	4,  // 1: iris.v1.Envelope.append_reply:type_name -> iris.v1.AppendReply
-	5,  // 2: iris.v1.Envelope.deliver:type_name -> iris.v1.Deliver
-	7,  // 3: iris.v1.Envelope.ack:type_name -> iris.v1.AckRequest
-	8,  // 4: iris.v1.Envelope.register:type_name -> iris.v1.RegisterRequest
-	9,  // 5: iris.v1.Envelope.register_reply:type_name -> iris.v1.RegisterReply
-	10, // 6: iris.v1.Envelope.unregister:type_name -> iris.v1.UnregisterRequest
-	11, // 7: iris.v1.Envelope.fetch:type_name -> iris.v1.FetchRequest
-	12, // 8: iris.v1.Envelope.fetch_reply:type_name -> iris.v1.FetchReply
-	13, // 9: iris.v1.Envelope.status:type_name -> iris.v1.StatusRequest
-	14, // 10: iris.v1.Envelope.status_reply:type_name -> iris.v1.StatusReply
-	16, // 11: iris.v1.Envelope.refresh:type_name -> iris.v1.RefreshRequest
-	17, // 12: iris.v1.Envelope.resync:type_name -> iris.v1.Resync
-	2,  // 13: iris.v1.Deliver.entry:type_name -> iris.v1.Entry
-	6,  // 14: iris.v1.AckRequest.items:type_name -> iris.v1.AckItem
-	1,  // 15: iris.v1.RegisterRequest.session:type_name -> iris.v1.Pid
-	1,  // 16: iris.v1.UnregisterRequest.session:type_name -> iris.v1.Pid
-	2,  // 17: iris.v1.FetchReply.entries:type_name -> iris.v1.Entry
-	1,  // 18: iris.v1.Registration.session:type_name -> iris.v1.Pid
-	15, // 19: iris.v1.RefreshRequest.registrations:type_name -> iris.v1.Registration
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	4,  // 0: iris.v1.Envelope.append:type_name -> iris.v1.AppendRequest
+	5,  // 1: iris.v1.Envelope.append_reply:type_name -> iris.v1.AppendReply
+	6,  // 2: iris.v1.Envelope.deliver:type_name -> iris.v1.Deliver
+	8,  // 3: iris.v1.Envelope.ack:type_name -> iris.v1.AckRequest
+	9,  // 4: iris.v1.Envelope.register:type_name -> iris.v1.RegisterRequest
+	10, // 5: iris.v1.Envelope.register_reply:type_name -> iris.v1.RegisterReply
+	11, // 6: iris.v1.Envelope.unregister:type_name -> iris.v1.UnregisterRequest
+	12, // 7: iris.v1.Envelope.fetch:type_name -> iris.v1.FetchRequest
+	13, // 8: iris.v1.Envelope.fetch_reply:type_name -> iris.v1.FetchReply
+	14, // 9: iris.v1.Envelope.status:type_name -> iris.v1.StatusRequest
+	15, // 10: iris.v1.Envelope.status_reply:type_name -> iris.v1.StatusReply
+	17, // 11: iris.v1.Envelope.refresh:type_name -> iris.v1.RefreshRequest
+	18, // 12: iris.v1.Envelope.resync:type_name -> iris.v1.Resync
+	19, // 13: iris.v1.Envelope.relay:type_name -> iris.v1.Relay
+	20, // 14: iris.v1.Envelope.key:type_name -> iris.v1.KeyRequest
+	21, // 15: iris.v1.Envelope.key_reply:type_name -> iris.v1.KeyReply
+	22, // 16: iris.v1.Envelope.group:type_name -> iris.v1.GroupRequest
+	23, // 17: iris.v1.Envelope.group_reply:type_name -> iris.v1.GroupReply
+	3,  // 18: iris.v1.Deliver.entry:type_name -> iris.v1.Entry
+	7,  // 19: iris.v1.AckRequest.items:type_name -> iris.v1.AckItem
+	2,  // 20: iris.v1.RegisterRequest.session:type_name -> iris.v1.Pid
+	2,  // 21: iris.v1.UnregisterRequest.session:type_name -> iris.v1.Pid
+	3,  // 22: iris.v1.FetchReply.entries:type_name -> iris.v1.Entry
+	2,  // 23: iris.v1.Registration.session:type_name -> iris.v1.Pid
+	16, // 24: iris.v1.RefreshRequest.registrations:type_name -> iris.v1.Registration
+	0,  // 25: iris.v1.GroupRequest.op:type_name -> iris.v1.GroupOp
+	0,  // 26: iris.v1.GroupReply.op:type_name -> iris.v1.GroupOp
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_actors_irispb_envelope_proto_init() }
@@ -1578,19 +2290,25 @@ func file_actors_irispb_envelope_proto_init() {
 		(*Envelope_StatusReply)(nil),
 		(*Envelope_Refresh)(nil),
 		(*Envelope_Resync)(nil),
+		(*Envelope_Relay)(nil),
+		(*Envelope_Key)(nil),
+		(*Envelope_KeyReply)(nil),
+		(*Envelope_Group)(nil),
+		(*Envelope_GroupReply)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_irispb_envelope_proto_rawDesc), len(file_actors_irispb_envelope_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   18,
+			NumEnums:      1,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_actors_irispb_envelope_proto_goTypes,
 		DependencyIndexes: file_actors_irispb_envelope_proto_depIdxs,
+		EnumInfos:         file_actors_irispb_envelope_proto_enumTypes,
 		MessageInfos:      file_actors_irispb_envelope_proto_msgTypes,
 	}.Build()
 	File_actors_irispb_envelope_proto = out.File

@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/iris-im/iris/gateway/client"
+	"slices"
 )
 
 const (
@@ -584,4 +586,186 @@ func TestV1AndV2Interwork(t *testing.T) {
 	if string(g.Msg) != "from v2" {
 		t.Fatalf("v1 session got %q, want %q", g.Msg, "from v2")
 	}
+}
+
+func TestE2EERelayedUnchanged(t *testing.T) {
+	s := startServer(t)
+	bob := s.login(t, tcp, "bob")
+	alice := s.login(t, tcp, "alice")
+
+	header := []byte{0xa1, 0x61, 'n', 0x01}
+	cipher := []byte{0x00, 0xff, 0x10, 0x03, 0xfe}
+	if err := alice.SendE2EE("bob", header, cipher); err != nil {
+		t.Fatal(err)
+	}
+	// A v1 session gets the live 0x24 frame inside a 0x10 delivery.
+	outer := expectRelayed(t, bob, alice, client.OpReliable)
+	inner, err := client.ParseFrame(outer.Msg)
+	if err != nil {
+		t.Fatalf("payload of the 0x10 delivery (%s): %v", hexDump(outer.Msg), err)
+	}
+	if inner.Op != client.OpE2EEDeliver || inner.Sender != "alice" {
+		t.Fatalf("inner frame = %v, want E2EE from alice", inner)
+	}
+	if !bytes.Equal(inner.Header, header) || !bytes.Equal(inner.Cipher, cipher) {
+		t.Fatalf("header %x cipher %x, want %x and %x", inner.Header, inner.Cipher, header, cipher)
+	}
+}
+
+func TestTypingAndReadReceipt(t *testing.T) {
+	s := startServer(t)
+	bob := s.login(t, tcp, "bob")
+	alice := s.login(t, ws, "alice")
+
+	if err := alice.TypingStart("bob"); err != nil {
+		t.Fatal(err)
+	}
+	started := expectRelayed(t, bob, alice, client.OpTyping)
+	if err := alice.TypingStop("bob"); err != nil {
+		t.Fatal(err)
+	}
+	stopped := expectRelayed(t, bob, alice, client.OpTyping)
+	if started.Sender != "alice" || stopped.Sender != "alice" || started.State == stopped.State {
+		t.Fatalf("typing frames %v then %v, want two states from alice", started, stopped)
+	}
+
+	if err := alice.Send("bob", []byte("read me")); err != nil {
+		t.Fatal(err)
+	}
+	f := expect(t, bob, client.OpReliable)
+	if err := bob.ReadReceipt(f.ID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	r := expectRelayed(t, alice, bob, client.OpReceiptNotice)
+	now := uint64(time.Now().UnixMilli())
+	if !bytes.Equal(r.ID, f.ID) || r.User != "bob" || r.TimestampMs+10_000 < now || r.TimestampMs > now+1000 {
+		t.Fatalf("receipt %v, want id %x read by bob near %d ms", r, f.ID, now)
+	}
+}
+
+func TestGroupLifecycle(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t, 30*time.Second)
+	alice := s.login(t, tcp, "alice")
+	bob := s.login(t, tcp, "bob")
+
+	group, err := alice.CreateGroup(ctx, "team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.AddGroupMember(group, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Conn{alice, bob} {
+		if f := expect(t, c, client.OpGroupMember); f.Group != group || f.User != "bob" {
+			t.Fatalf("%s got %v, want bob added to %q", c.User(), f, group)
+		}
+	}
+
+	if err := alice.SendGroup(group, []byte{0x01}, []byte{0x02, 0x03}); err != nil {
+		t.Fatal(err)
+	}
+	outer := expectRelayed(t, bob, alice, client.OpReliable)
+	inner, err := client.ParseFrame(outer.Msg)
+	if err != nil {
+		t.Fatalf("payload of the 0x10 delivery (%s): %v", hexDump(outer.Msg), err)
+	}
+	if inner.Op != client.OpGroupDeliver || inner.Group != group || inner.Sender != "alice" ||
+		!bytes.Equal(inner.Cipher, []byte{0x02, 0x03}) {
+		t.Fatalf("inner frame = %v, want the group message from alice", inner)
+	}
+
+	raw, err := bob.GroupRoster(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var members []string
+	if err := cbor.Unmarshal(raw, &members); err != nil {
+		t.Fatalf("roster %s is not a CBOR array of names: %v", hexDump(raw), err)
+	}
+	slices.Sort(members)
+	if !slices.Equal(members, []string{"alice", "bob"}) {
+		t.Fatalf("roster = %q, want alice and bob", members)
+	}
+
+	if err := bob.LeaveGroup(ctx, group); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPrekeysHandedOutOnce(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t, 30*time.Second)
+	alice := s.login(t, tcp, "alice")
+	bob := s.login(t, tcp, "bob")
+
+	key := func(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
+	bundle, err := cbor.Marshal(map[string]any{
+		"identity_key":            key(1, 32),
+		"signed_prekey":           key(2, 32),
+		"signed_prekey_signature": key(3, 64),
+		"one_time_prekeys":        [][]byte{key(4, 32), key(5, 32)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := alice.UploadPrekeys(ctx, bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var upload struct {
+		Status string `cbor:"status"`
+		Pool   int    `cbor:"one_time_prekeys"`
+	}
+	if err := cbor.Unmarshal(raw, &upload); err != nil || upload.Status != "ok" || upload.Pool != 2 {
+		t.Fatalf("upload reply %s = %+v (%v), want status ok and a pool of 2", hexDump(raw), upload, err)
+	}
+
+	seen := map[string]bool{}
+	for i := range 3 {
+		raw, err := bob.FetchPrekeys(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fetch struct {
+			Status   string `cbor:"status"`
+			Identity []byte `cbor:"identity_key"`
+			OneTime  []byte `cbor:"one_time_prekey"`
+		}
+		if err := cbor.Unmarshal(raw, &fetch); err != nil || fetch.Status != "ok" || !bytes.Equal(fetch.Identity, key(1, 32)) {
+			t.Fatalf("fetch %d reply %s = %+v (%v)", i, hexDump(raw), fetch, err)
+		}
+		if i == 2 && fetch.OneTime != nil {
+			t.Fatalf("third fetch got one-time prekey %x from a pool of 2", fetch.OneTime)
+		}
+		if i < 2 && (len(fetch.OneTime) != 32 || seen[string(fetch.OneTime)]) {
+			t.Fatalf("fetch %d one-time prekey %x, want a new 32-byte key", i, fetch.OneTime)
+		}
+		seen[string(fetch.OneTime)] = true
+	}
+}
+
+// expectRelayed waits for a frame with op on receiver. When none comes, the
+// failure lists what sender received meanwhile, which is usually the error
+// frame that explains it.
+func expectRelayed(t *testing.T, receiver, sender *client.Conn, op client.Op) client.Frame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f, err := receiver.Expect(ctx, op)
+	if err == nil {
+		return f
+	}
+	var meanwhile []string
+	for {
+		peek, cancelPeek := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		g, perr := sender.Next(peek)
+		cancelPeek()
+		if perr != nil {
+			break
+		}
+		meanwhile = append(meanwhile, g.String())
+	}
+	t.Fatalf("%s: waiting for %v: %v; meanwhile %s received %v", receiver.User(), op, err, sender.User(), meanwhile)
+	return client.Frame{}
 }

@@ -213,7 +213,7 @@ func TestRequestsWaitForReplies(t *testing.T) {
 				{`21 00 03 "bob"`, `22 00 00 00 01 a1`},
 				{`30 00 04 "team"`, `31 00 02 "g7" 00 05 "alice"`},
 				{`35 00 02 "g7"`, `35 00 02 "g7" 00 00 00 01 80`},
-				{`31 00 02 "g7"`, `32 "OK"`},
+				{`32 00 02 "g7"`, `32 "OK"`},
 			}
 			for _, s := range steps {
 				if !expectBytes(t, p, "request", unhex(t, s.request)) {
@@ -252,7 +252,7 @@ func TestRequestsWaitForReplies(t *testing.T) {
 
 func TestRequestErrorReply(t *testing.T) {
 	addr := startFake(t, TransportTCP, func(p fakePeer) {
-		if !expectBytes(t, p, "leave", unhex(t, `31 00 02 "g1"`)) {
+		if !expectBytes(t, p, "leave", unhex(t, `32 00 02 "g1"`)) {
 			return
 		}
 		_ = p.write(unhex(t, `fe 00 0a "not_member"`))

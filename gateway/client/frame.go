@@ -29,7 +29,7 @@ const (
 	OpPrekeyFetch    Op = 0x21 // E2EE key bundle fetch for a user
 	OpE2EESend       Op = 0x23 // E2EE message to one recipient
 	OpGroupCreate    Op = 0x30 // create a group
-	OpGroupLeave     Op = 0x31 // leave a group
+	OpGroupLeave     Op = 0x32 // leave a group; the reply is 0x32 "OK"
 	OpGroupSend      Op = 0x33 // E2EE message to a group
 	OpGroupRosterGet Op = 0x35 // request a group's member list
 	OpGroupSenderKey Op = 0x36 // distribute a group sender key
@@ -40,9 +40,9 @@ const (
 )
 
 // NOTE: the protocol table gives the group request layouts but not the
-// opcodes of "leave" and "roster". OpGroupLeave = 0x31 and
-// OpGroupRosterGet = 0x35 follow the pattern of the other group requests,
-// where each request opcode is followed by its reply opcode.
+// opcodes of "leave" and "roster". OpGroupLeave = 0x32 and
+// OpGroupRosterGet = 0x35 follow roster and sender key, whose requests and
+// replies share one opcode; the server also accepts 0x31 as a leave.
 
 // Server-to-client opcodes.
 const (

@@ -252,7 +252,7 @@ func TestAppendClientFrames(t *testing.T) {
 		{"e2ee", must(AppendE2EESend(nil, "bob", []byte{0xaa}, []byte{0xbb, 0xcc})),
 			`23 00 03 "bob" 00 01 aa 00 00 00 02 bb cc`},
 		{"group create", must(AppendGroupCreate(nil, "team")), `30 00 04 "team"`},
-		{"group leave", must(AppendGroupLeave(nil, "g1")), `31 00 02 "g1"`},
+		{"group leave", must(AppendGroupLeave(nil, "g1")), `32 00 02 "g1"`},
 		{"group send", must(AppendGroupSend(nil, "g1", []byte{0xaa}, []byte{0xbb})),
 			`33 00 02 "g1" 00 01 aa 00 00 00 01 bb`},
 		{"group roster", must(AppendGroupRosterGet(nil, "g1")), `35 00 02 "g1"`},

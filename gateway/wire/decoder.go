@@ -124,6 +124,9 @@ func (d *Decoder) Next() (*Frame, error) {
 	}
 
 	d.frame = Frame{Op: op}
+	if op == OpGroupLeaveAlt {
+		d.frame.Op = OpGroupLeave
+	}
 	switch op {
 	case OpTypingStart:
 		d.frame.State = TypingStarted

@@ -317,7 +317,7 @@ func TestDecodeAckIsExactlySixteenBytes(t *testing.T) {
 }
 
 func TestDecodeUnknownOpcodeIsFatal(t *testing.T) {
-	for _, code := range []byte{0x00, 0x06, 0x0B, 0x0C, 0x11, 0x22, 0x24, 0x31, 0x34, 0x72, 0x75, 0x80, 0xFE, 0xFF} {
+	for _, code := range []byte{0x00, 0x06, 0x0B, 0x0C, 0x11, 0x22, 0x24, 0x34, 0x72, 0x75, 0x80, 0xFE, 0xFF} {
 		d := NewDecoder(Limits{})
 		if err := d.Feed(cat(ack2Frame(1), []byte{code, 0, 0, 0}, ack2Frame(2))); err != nil {
 			t.Fatal(err)
@@ -566,5 +566,19 @@ func TestPendingLoginOnlyForLoneOpcode(t *testing.T) {
 	f, err := d.Next()
 	if err != nil || f == nil || string(f.User) != "alice" {
 		t.Fatalf("Next = %+v, %v; want LOGIN alice", f, err)
+	}
+}
+
+func TestGroupLeaveAltDecodesAsLeave(t *testing.T) {
+	d := NewDecoder(DefaultLimits())
+	if err := d.Feed([]byte{OpGroupLeaveAlt, 0, 2, 'g', '1'}); err != nil {
+		t.Fatalf("Feed: %v", err)
+	}
+	f, err := d.Next()
+	if err != nil || f == nil {
+		t.Fatalf("Next = %v, %v; want a frame", f, err)
+	}
+	if f.Op != OpGroupLeave || string(f.Group) != "g1" {
+		t.Fatalf("frame = op %#x group %q, want leave of g1", f.Op, f.Group)
 	}
 }

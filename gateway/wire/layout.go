@@ -70,6 +70,7 @@ var layouts = [256]layout{
 	OpE2EE:           fieldsOf(len16(destTarget), len16(destHeader), len32(destCipher)),
 	OpGroupCreate:    fieldsOf(len16(destName)),
 	OpGroupLeave:     fieldsOf(len16(destGroup)),
+	OpGroupLeaveAlt:  fieldsOf(len16(destGroup)),
 	OpGroupMessage:   fieldsOf(len16(destGroup), len16(destHeader), len32(destCipher)),
 	OpGroupRoster:    fieldsOf(len16(destGroup)),
 	OpGroupSenderKey: fieldsOf(len16(destGroup), len32(destKey)),

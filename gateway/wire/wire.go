@@ -58,6 +58,10 @@ const (
 	// OpGroupLeave leaves a group: `glen:u16 gid`. The server replies with
 	// the same opcode followed by "OK".
 	OpGroupLeave byte = 0x32
+	// OpGroupLeaveAlt is also decoded as a leave (the frame's Op is set to
+	// OpGroupLeave). The protocol names only the reply opcode of a leave, so
+	// clients exist that send 0x31, the opcode after create's 0x30.
+	OpGroupLeaveAlt byte = 0x31
 	// OpGroupMessage sends an encrypted group message:
 	// `glen:u16 gid hlen:u16 header clen:u32 cipher`.
 	OpGroupMessage byte = 0x33

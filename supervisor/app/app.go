@@ -59,6 +59,7 @@ type Node struct {
 	member      *memberRef
 	tcp, ws     *gateway.ListenerConfig
 	routers     *actors.RouterPool
+	overload    *actors.Overload
 	adminAddr   atomic.Pointer[string]
 	activations atomic.Int64
 	ready       atomic.Bool
@@ -89,8 +90,14 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 		return slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	}))
 
+	o := cfg.Overload
+	n.overload = actors.NewOverload([3]time.Duration{o.Typing, o.Presence, o.Receipts}, o.Interval)
+	n.overload.Logger = logger.With("component", "overload")
+	n.overload.Start()
+
 	tree, err := supervisor.Start(n.system, "node", n.spec())
 	if err != nil {
+		n.overload.Stop()
 		n.system.Shutdown()
 		return nil, fmt.Errorf("start node: %w", err)
 	}
@@ -99,6 +106,7 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	go func() {
 		<-tree.Done()
 		n.ready.Store(false)
+		n.overload.Stop()
 		n.system.Shutdown()
 		close(n.done)
 	}()
@@ -133,11 +141,12 @@ func (n *Node) spec() supervisor.Spec {
 func (n *Node) storeSpec() supervisor.ChildSpec {
 	cfg := n.cfg
 	opts := storage.Options{
-		Dir:         filepath.Join(cfg.Node.DataDir, "store"),
-		DedupWindow: cfg.Store.DedupWindow,
-		MaxInbox:    cfg.Limits.Inbox,
-		MaxBatch:    cfg.Store.GroupCommitMax,
-		Logger:      n.logger.With("component", "store"),
+		Dir:          filepath.Join(cfg.Node.DataDir, "store"),
+		DedupWindow:  cfg.Store.DedupWindow,
+		MaxInbox:     cfg.Limits.Inbox,
+		MaxBatch:     cfg.Store.GroupCommitMax,
+		MaxGroupSize: cfg.Limits.GroupSize,
+		Logger:       n.logger.With("component", "store"),
 	}
 	return supervisor.ChildSpec{
 		ID:       "store",
@@ -154,12 +163,20 @@ func (n *Node) clusterSpec() supervisor.ChildSpec {
 		Logger:  n.logger.With("component", "shard"),
 		MaxPage: fetchPage,
 	})
+	groupKind := actors.NewGroupKind(&actors.GroupConfig{
+		Store: n.store,
+		ShardPID: func(user string) *actor.PID {
+			return n.member.cluster().Get(cluster.ShardIdentity(user, cfg.Cluster.Shards), cluster.ShardKind)
+		},
+		Stats:  n.Stats,
+		Logger: n.logger.With("component", "group"),
+	})
 	opts := cluster.Options{
 		Name:           cfg.Cluster.Name,
 		Host:           cfg.Cluster.Host,
 		Port:           cfg.Cluster.Port,
 		RequestTimeout: cfg.Cluster.RequestTimeout,
-		Kinds:          []*protocluster.Kind{shardKind},
+		Kinds:          []*protocluster.Kind{shardKind, groupKind},
 		Logger:         n.logger.With("component", "cluster"),
 	}
 	return supervisor.ChildSpec{
@@ -220,14 +237,19 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 		Routers:           routers,
 		Registrar:         actor.NewPID(n.system.Address(), "node/gateway/registrar"),
 		Limiter:           actors.NewRateLimiter(float64(cfg.Limits.SendRate), cfg.Limits.SendBurst),
+		Load:              n.overload,
+		Logins:            actors.NewLoginGuard(cfg.Limits.LoginFailures, cfg.Limits.LoginFailureWindow),
 		Stats:             n.Stats,
 		Logger:            n.logger.With("component", "session"),
 	}
 
 	sessions := supervisor.NewRef(n.system, actor.NewPID(n.system.Address(), "node/gateway/sessions"))
 	startSession := func(conn actors.Conn) (*actor.PID, error) { return sessions.StartSimpleChild(conn) }
-	n.tcp = n.listenerConfig("tcp", cfg.Edge.TCPAddr, startSession)
-	n.ws = n.listenerConfig("ws", cfg.Edge.WSAddr, startSession)
+	// One limiter for both listeners: the rate is per client address,
+	// whichever transport it uses.
+	ipLimit := gateway.NewIPLimiter(float64(cfg.Limits.ConnRate), cfg.Limits.ConnBurst, 0)
+	n.tcp = n.listenerConfig("tcp", cfg.Edge.TCPAddr, startSession, ipLimit)
+	n.ws = n.listenerConfig("ws", cfg.Edge.WSAddr, startSession, ipLimit)
 
 	return supervisor.Spec{
 		Strategy:  supervisor.OneForOne,
@@ -254,8 +276,10 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 	}
 }
 
-func (n *Node) listenerConfig(transport, addr string, start gateway.SessionStarter) *gateway.ListenerConfig {
+func (n *Node) listenerConfig(transport, addr string, start gateway.SessionStarter, ipLimit *gateway.IPLimiter) *gateway.ListenerConfig {
 	return &gateway.ListenerConfig{
+		IPLimit:      ipLimit,
+		OnReject:     func(string) { n.Stats.ConnRejected.Add(1) },
 		Transport:    transport,
 		Addr:         addr,
 		WSPath:       n.cfg.Edge.WSPath,

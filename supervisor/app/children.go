@@ -82,6 +82,25 @@ func (r *storeRef) Submit(op storage.Op, done func(error)) {
 	s.Submit(op, done)
 }
 
+func (r *storeRef) Do(op storage.Op, done func(storage.Result, error)) {
+	s, err := r.get()
+	if err != nil {
+		if done != nil {
+			done(storage.Result{}, err)
+		}
+		return
+	}
+	s.Do(op, done)
+}
+
+func (r *storeRef) Group(id string) (*storage.Group, error) {
+	s, err := r.get()
+	if err != nil {
+		return nil, err
+	}
+	return s.Group(id)
+}
+
 func (r *storeRef) LastSeen(user string) (uint64, bool, error) {
 	s, err := r.get()
 	if err != nil {
