@@ -123,6 +123,8 @@ func envelopeUser(env *irispb.Envelope) string {
 		return b.Relay.User
 	case *irispb.Envelope_Key:
 		return b.Key.User
+	case *irispb.Envelope_Flush:
+		return b.Flush.User
 	}
 	return ""
 }

@@ -190,6 +190,12 @@ func (s *session) start(ctx actor.Context) {
 }
 
 func (s *session) stop(ctx actor.Context) {
+	if !s.closing {
+		// Stopped from outside (the node is shutting down): say so, so the
+		// client reconnects instead of guessing at a network fault.
+		s.out = wire.AppendError(s.out, reasonShuttingDown)
+		s.closing = true
+	}
 	if s.conn.Transport() == "ws" {
 		s.cfg.Stats.SessionsWS.Add(-1)
 	} else {
@@ -230,6 +236,7 @@ func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
 	}
 
 	if err := s.decoder.Feed(in.Data); err != nil {
+		s.cfg.Stats.BadFrames.Add(1)
 		s.fail(ctx, reasonOf(err))
 		return
 	}
@@ -241,6 +248,7 @@ func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
 				s.rejectFrame(ctx, werr)
 				continue
 			}
+			s.cfg.Stats.BadFrames.Add(1)
 			s.fail(ctx, reasonOf(err))
 			return
 		}
@@ -259,7 +267,6 @@ func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
 
 // fail writes an error frame and closes the connection.
 func (s *session) fail(ctx actor.Context, reason string) {
-	s.cfg.Stats.BadFrames.Add(1)
 	s.out = wire.AppendError(s.out, reason)
 	s.closing = true
 	ctx.Stop(s.self)

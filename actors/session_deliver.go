@@ -27,6 +27,13 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 		s.receivePage(ctx, body.FetchReply)
 	case *irispb.Envelope_Ack:
 		s.ackedElsewhere(body.Ack)
+	case *irispb.Envelope_Flush:
+		// Everything read so far has been handled, and its acks were sent
+		// at the end of each read; answer through the same router.
+		s.sendAcks(ctx)
+		s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Flush{Flush: &irispb.Flush{
+			User: body.Flush.User, Token: body.Flush.Token, Session: fromPID(s.self),
+		}}})
 	case *irispb.Envelope_Relay:
 		if s.profile != profileNone {
 			s.out = append(s.out, body.Relay.Frame...)

@@ -21,6 +21,7 @@ const (
 	reasonInboxFull       = "inbox_full"
 	reasonBadMessageID    = "invalid_message_id"
 	reasonTooManyFailures = "too_many_login_failures"
+	reasonShuttingDown    = "server_shutting_down"
 
 	// reasonOutOfOrder is never sent to a client: the session resends the
 	// appends of that target in order.

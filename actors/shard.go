@@ -7,6 +7,7 @@ package actors
 import (
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -66,7 +67,24 @@ type shard struct {
 	// never seen.
 	acking   map[string]*pendingAcks // user → acks not yet committed
 	lastSeen map[string]uint64       // user → last-seen time not yet committed
+
+	// Logins waiting for the user's other sessions to flush their acks.
+	flushes   map[uint64]*pendingLogin
+	nextFlush uint64
 }
+
+// pendingLogin is a registration whose reply waits for flushes.
+type pendingLogin struct {
+	user    string
+	reply   *actor.PID      // the registering session's request
+	waiting map[string]bool // PID keys of sessions yet to flush
+}
+
+// flushTimeout bounds how long a login waits for the user's other sessions
+// to flush: a session busy writing to a slow client must not hold it up.
+const flushTimeout = 200 * time.Millisecond
+
+type flushExpired struct{ token uint64 }
 
 // pendingAcks are the acks of one user queued in the store.
 type pendingAcks struct {
@@ -119,6 +137,7 @@ func NewShardKind(cfg *ShardConfig) *protocluster.Kind {
 			owners:   make(map[string]string),
 			acking:   make(map[string]*pendingAcks),
 			lastSeen: make(map[string]uint64),
+			flushes:  make(map[uint64]*pendingLogin),
 		}
 	})
 	return protocluster.NewKind(cluster.ShardKind, props)
@@ -139,6 +158,10 @@ func (s *shard) Receive(ctx actor.Context) {
 		s.receiveEnvelope(ctx, msg)
 	case *appendDone:
 		s.finishAppend(ctx, msg)
+	case *flushExpired:
+		if p := s.flushes[msg.token]; p != nil {
+			s.confirmLogin(ctx, msg.token, p)
+		}
 	case *keyDone:
 		s.finishKeys(ctx, msg)
 	case *ackCommitted:
@@ -179,6 +202,8 @@ func (s *shard) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 		}
 	case *irispb.Envelope_Key:
 		s.keys(ctx, body.Key)
+	case *irispb.Envelope_Flush:
+		s.flushed(ctx, body.Flush)
 	}
 }
 
@@ -357,10 +382,51 @@ func (s *shard) register(ctx actor.Context, req *irispb.RegisterRequest) {
 	if pid == nil {
 		return
 	}
+	others := slices.Clone(s.sessions[req.User])
 	s.addSession(ctx, req.User, pid)
-	ctx.Respond(&irispb.Envelope{Version: 1, Body: &irispb.Envelope_RegisterReply{
-		RegisterReply: &irispb.RegisterReply{User: req.User},
-	}})
+	if len(others) == 0 {
+		ctx.Respond(registered(req.User))
+		return
+	}
+
+	// The user is connected elsewhere, perhaps on a connection that is
+	// closing with acks still on their way: have those sessions flush
+	// before the new one reads the inbox.
+	s.nextFlush++
+	token := s.nextFlush
+	p := &pendingLogin{user: req.User, reply: ctx.Sender(), waiting: make(map[string]bool)}
+	flush := &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Flush{Flush: &irispb.Flush{User: req.User, Token: token}}}
+	for _, other := range others {
+		p.waiting[other.String()] = true
+		ctx.Send(other, flush)
+	}
+	s.flushes[token] = p
+	self, root := s.self, s.system.Root
+	time.AfterFunc(flushTimeout, func() { root.Send(self, &flushExpired{token: token}) })
+}
+
+func registered(user string) *irispb.Envelope {
+	return &irispb.Envelope{Version: 1, Body: &irispb.Envelope_RegisterReply{RegisterReply: &irispb.RegisterReply{User: user}}}
+}
+
+// flushed records a session's flush answer and confirms the login once no
+// other session is left to answer.
+func (s *shard) flushed(ctx actor.Context, f *irispb.Flush) {
+	p := s.flushes[f.Token]
+	if p == nil || f.Session == nil {
+		return
+	}
+	delete(p.waiting, toPID(f.Session).String())
+	if len(p.waiting) == 0 {
+		s.confirmLogin(ctx, f.Token, p)
+	}
+}
+
+func (s *shard) confirmLogin(ctx actor.Context, token uint64, p *pendingLogin) {
+	delete(s.flushes, token)
+	if p.reply != nil {
+		ctx.Send(p.reply, registered(p.user))
+	}
 }
 
 // addSession records a live session of user and watches it. It reports
@@ -393,6 +459,14 @@ func (s *shard) refresh(ctx actor.Context, req *irispb.RefreshRequest) {
 // goes offline and the store records the time as last seen.
 func (s *shard) removeSession(ctx actor.Context, pid *actor.PID, unwatch bool) {
 	key := pid.String()
+	for token, p := range s.flushes { // a session that ended has nothing to flush
+		if p.waiting[key] {
+			delete(p.waiting, key)
+			if len(p.waiting) == 0 {
+				s.confirmLogin(ctx, token, p)
+			}
+		}
+	}
 	user, known := s.owners[key]
 	if !known {
 		return

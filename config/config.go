@@ -88,8 +88,8 @@ type Edge struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
-// Admin contains the settings of the admin HTTP server (dashboard, /stats,
-// /metrics, /healthz).
+// Admin contains the settings of the admin HTTP server (/healthz, /readyz,
+// /stats, /metrics).
 type Admin struct {
 	// Addr is the host:port of the admin HTTP server. Default ":9090".
 	Addr string `yaml:"addr"`

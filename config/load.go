@@ -98,6 +98,9 @@ func stackLayers(opts LoadOptions) (*viper.Viper, map[string]string, error) {
 		}
 	}
 
+	if err := checkEnvironment(os.Environ()); err != nil {
+		return nil, nil, err
+	}
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -298,4 +301,25 @@ func editDistance(a, b string) int {
 		previous, current = current, previous
 	}
 	return previous[len(b)]
+}
+
+// checkEnvironment rejects IRIS_ variables that name no key, as an unknown
+// key in a file is rejected: a misspelt variable would otherwise leave its
+// setting at the default without a word.
+func checkEnvironment(environ []string) error {
+	known := make(map[string]bool, len(settings))
+	for _, s := range settings {
+		known[EnvVar(s.key)] = true
+	}
+	var problems []*KeyError
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, EnvPrefix+"_") && !known[name] {
+			problems = append(problems, &KeyError{Key: name, Source: "environment variable " + name, Err: ErrUnknownKey})
+		}
+	}
+	if len(problems) > 0 {
+		return &ValidationError{Errors: problems}
+	}
+	return nil
 }

@@ -503,3 +503,11 @@ func TestLoadReportsEveryBadKey(t *testing.T) {
 		t.Errorf("message %q does not say the unit is missing", ke)
 	}
 }
+
+func TestUnknownEnvironmentVariableRejected(t *testing.T) {
+	t.Setenv("IRIS_EDGE_TCP_ADR", "127.0.0.1:1")
+	_, err := Load(LoadOptions{})
+	if !errors.Is(err, ErrUnknownKey) || !strings.Contains(err.Error(), "IRIS_EDGE_TCP_ADR") {
+		t.Fatalf("Load with a misspelt variable = %v, want an unknown-key error naming IRIS_EDGE_TCP_ADR", err)
+	}
+}

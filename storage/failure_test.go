@@ -258,3 +258,14 @@ func TestInboxHidesEntriesBeforeFsync(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenReportsDirectoryInUse(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	first := openTestStore(t, Options{Dir: dir})
+	_ = first
+
+	_, err := Open(Options{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second Open of a store in use = %v, want an error saying it is in use", err)
+	}
+}

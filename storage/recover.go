@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -84,6 +86,8 @@ func (s *Store) openPebble() (db *pebble.DB, err error) {
 	case err != nil && pebble.IsCorruptionError(err):
 		// Pebble marks corruption with cockroachdb/errors, which errors.Is does not see.
 		return nil, fmt.Errorf("storage: open Pebble in %s: %w: %w", s.dir, ErrCorrupted, err)
+	case err != nil && (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process")):
+		return nil, fmt.Errorf("storage: %s is in use by another process (its lock file is held); stop that process or choose another data dir: %w", s.dir, err)
 	case err != nil:
 		return nil, fmt.Errorf("storage: open Pebble in %s: %w", s.dir, err)
 	}

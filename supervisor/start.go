@@ -31,6 +31,9 @@ func StartActor(producer func(arg any) actor.Actor, opts ...actor.PropsOption) S
 			// The panicking actor is suspended, not stopped: free its name before reporting.
 			stopAfterFailedStart(ctx, pid)
 
+			if err, ok := reason.(error); ok {
+				return nil, err // the child reported why it cannot start
+			}
 			return nil, fmt.Errorf("panic in Started handler: %v", reason)
 		}
 

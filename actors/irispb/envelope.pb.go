@@ -116,6 +116,7 @@ type Envelope struct {
 	//	*Envelope_KeyReply
 	//	*Envelope_Group
 	//	*Envelope_GroupReply
+	//	*Envelope_Flush
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -327,6 +328,15 @@ func (x *Envelope) GetGroupReply() *GroupReply {
 	return nil
 }
 
+func (x *Envelope) GetFlush() *Flush {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Flush); ok {
+			return x.Flush
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -403,6 +413,10 @@ type Envelope_GroupReply struct {
 	GroupReply *GroupReply `protobuf:"bytes,27,opt,name=group_reply,json=groupReply,proto3,oneof"`
 }
 
+type Envelope_Flush struct {
+	Flush *Flush `protobuf:"bytes,28,opt,name=flush,proto3,oneof"`
+}
+
 func (*Envelope_Append) isEnvelope_Body() {}
 
 func (*Envelope_AppendReply) isEnvelope_Body() {}
@@ -438,6 +452,8 @@ func (*Envelope_KeyReply) isEnvelope_Body() {}
 func (*Envelope_Group) isEnvelope_Body() {}
 
 func (*Envelope_GroupReply) isEnvelope_Body() {}
+
+func (*Envelope_Flush) isEnvelope_Body() {}
 
 // Pid names an actor anywhere in the cluster (proto.actor address and id).
 type Pid struct {
@@ -2028,11 +2044,76 @@ func (x *GroupReply) GetMembers() []string {
 	return nil
 }
 
+// Flush asks a session to pass on the acks it has read and answer with a
+// Flush of its own through the same router, so that the answer reaches
+// the shard after those acks. A shard does this before it confirms a new
+// login of the same user, whose inbox read must not bring back entries the
+// user acknowledged on the connection it is replacing.
+type Flush struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`    // chosen by the shard, echoed in the answer
+	Session       *Pid                   `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"` // in the answer: the session that flushed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Flush) Reset() {
+	*x = Flush{}
+	mi := &file_actors_irispb_envelope_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Flush) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Flush) ProtoMessage() {}
+
+func (x *Flush) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_irispb_envelope_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Flush.ProtoReflect.Descriptor instead.
+func (*Flush) Descriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Flush) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Flush) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *Flush) GetSession() *Pid {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
 var File_actors_irispb_envelope_proto protoreflect.FileDescriptor
 
 const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1cactors/irispb/envelope.proto\x12\airis.v1\"\xc5\a\n" +
+	"\x1cactors/irispb/envelope.proto\x12\airis.v1\"\xed\a\n" +
 	"\bEnvelope\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x120\n" +
 	"\x06append\x18\n" +
@@ -2057,7 +2138,8 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\tkey_reply\x18\x19 \x01(\v2\x11.iris.v1.KeyReplyH\x00R\bkeyReply\x12-\n" +
 	"\x05group\x18\x1a \x01(\v2\x15.iris.v1.GroupRequestH\x00R\x05group\x126\n" +
 	"\vgroup_reply\x18\x1b \x01(\v2\x13.iris.v1.GroupReplyH\x00R\n" +
-	"groupReplyB\x06\n" +
+	"groupReply\x12&\n" +
+	"\x05flush\x18\x1c \x01(\v2\x0e.iris.v1.FlushH\x00R\x05flushB\x06\n" +
 	"\x04body\"/\n" +
 	"\x03Pid\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x0e\n" +
@@ -2186,7 +2268,11 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\x02op\x18\x02 \x01(\x0e2\x10.iris.v1.GroupOpR\x02op\x12\x14\n" +
 	"\x05group\x18\x03 \x01(\tR\x05group\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
-	"\amembers\x18\x05 \x03(\tR\amembers*\xa2\x01\n" +
+	"\amembers\x18\x05 \x03(\tR\amembers\"Y\n" +
+	"\x05Flush\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12&\n" +
+	"\asession\x18\x03 \x01(\v2\f.iris.v1.PidR\asession*\xa2\x01\n" +
 	"\aGroupOp\x12\x18\n" +
 	"\x14GROUP_OP_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fGROUP_OP_CREATE\x10\x01\x12\x12\n" +
@@ -2209,7 +2295,7 @@ func file_actors_irispb_envelope_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_irispb_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actors_irispb_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_actors_irispb_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_actors_irispb_envelope_proto_goTypes = []any{
 	(GroupOp)(0),              // 0: iris.v1.GroupOp
 	(*Envelope)(nil),          // 1: iris.v1.Envelope
@@ -2235,6 +2321,7 @@ var file_actors_irispb_envelope_proto_goTypes = []any{
 	(*KeyReply)(nil),          // 21: iris.v1.KeyReply
 	(*GroupRequest)(nil),      // 22: iris.v1.GroupRequest
 	(*GroupReply)(nil),        // 23: iris.v1.GroupReply
+	(*Flush)(nil),             // 24: iris.v1.Flush
 }
 var file_actors_irispb_envelope_proto_depIdxs = []int32{
 	4,  // 0: iris.v1.Envelope.append:type_name -> iris.v1.AppendRequest
@@ -2255,20 +2342,22 @@ var file_actors_irispb_envelope_proto_depIdxs = []int32{
 	21, // 15: iris.v1.Envelope.key_reply:type_name -> iris.v1.KeyReply
 	22, // 16: iris.v1.Envelope.group:type_name -> iris.v1.GroupRequest
 	23, // 17: iris.v1.Envelope.group_reply:type_name -> iris.v1.GroupReply
-	3,  // 18: iris.v1.Deliver.entry:type_name -> iris.v1.Entry
-	7,  // 19: iris.v1.AckRequest.items:type_name -> iris.v1.AckItem
-	2,  // 20: iris.v1.RegisterRequest.session:type_name -> iris.v1.Pid
-	2,  // 21: iris.v1.UnregisterRequest.session:type_name -> iris.v1.Pid
-	3,  // 22: iris.v1.FetchReply.entries:type_name -> iris.v1.Entry
-	2,  // 23: iris.v1.Registration.session:type_name -> iris.v1.Pid
-	16, // 24: iris.v1.RefreshRequest.registrations:type_name -> iris.v1.Registration
-	0,  // 25: iris.v1.GroupRequest.op:type_name -> iris.v1.GroupOp
-	0,  // 26: iris.v1.GroupReply.op:type_name -> iris.v1.GroupOp
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	24, // 18: iris.v1.Envelope.flush:type_name -> iris.v1.Flush
+	3,  // 19: iris.v1.Deliver.entry:type_name -> iris.v1.Entry
+	7,  // 20: iris.v1.AckRequest.items:type_name -> iris.v1.AckItem
+	2,  // 21: iris.v1.RegisterRequest.session:type_name -> iris.v1.Pid
+	2,  // 22: iris.v1.UnregisterRequest.session:type_name -> iris.v1.Pid
+	3,  // 23: iris.v1.FetchReply.entries:type_name -> iris.v1.Entry
+	2,  // 24: iris.v1.Registration.session:type_name -> iris.v1.Pid
+	16, // 25: iris.v1.RefreshRequest.registrations:type_name -> iris.v1.Registration
+	0,  // 26: iris.v1.GroupRequest.op:type_name -> iris.v1.GroupOp
+	0,  // 27: iris.v1.GroupReply.op:type_name -> iris.v1.GroupOp
+	2,  // 28: iris.v1.Flush.session:type_name -> iris.v1.Pid
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_actors_irispb_envelope_proto_init() }
@@ -2295,6 +2384,7 @@ func file_actors_irispb_envelope_proto_init() {
 		(*Envelope_KeyReply)(nil),
 		(*Envelope_Group)(nil),
 		(*Envelope_GroupReply)(nil),
+		(*Envelope_Flush)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2302,7 +2392,7 @@ func file_actors_irispb_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_irispb_envelope_proto_rawDesc), len(file_actors_irispb_envelope_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

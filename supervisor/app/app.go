@@ -99,7 +99,7 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		n.overload.Stop()
 		n.system.Shutdown()
-		return nil, fmt.Errorf("start node: %w", err)
+		return nil, err
 	}
 	n.tree = tree
 	n.ready.Store(true)

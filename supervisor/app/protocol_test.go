@@ -168,3 +168,43 @@ func TestAckedEntryNotReplayedAtOnce(t *testing.T) {
 		_ = again.Close()
 	}
 }
+
+func TestShutdownTellsClients(t *testing.T) {
+	n := startNode(t, nil)
+	alice := login(t, n, "tcp", "alice")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	frames, err := alice.ExpectClosed(ctx)
+	if err != nil || len(frames) != 1 || frames[0].Reason != "server_shutting_down" {
+		t.Fatalf("frames before close = %v, %v; want one server_shutting_down error", frames, err)
+	}
+}
+
+func TestAckThenReconnectNotReplayed(t *testing.T) {
+	n := startNode(t, nil)
+	sender := login(t, n, "tcp", "sender")
+	for i := range 20 {
+		if err := sender.Send("finn", fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		finn := login(t, n, "tcp", "finn")
+		f := expect(t, finn, client.OpReliable)
+		if err := finn.Ack(f.ID); err != nil {
+			t.Fatal(err)
+		}
+		_ = finn.Close() // no round trip: the ACK may still be on its way
+
+		again := login(t, n, "tcp", "finn")
+		quiet, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		g, err := again.Next(quiet)
+		cancel()
+		if err == nil && g.Op == client.OpReliable {
+			t.Fatalf("round %d: acked %q replayed at the next login", i, g.Msg)
+		}
+		_ = again.Close()
+	}
+}
