@@ -38,6 +38,9 @@ type SessionConfig struct {
 	RedeliveryTimeout time.Duration // an unacked delivery is written again after this
 	RequestTimeout    time.Duration // timeout of blocking requests to shards (login)
 	MaxInflight       int           // appends awaiting their reply before reading pauses
+	Window            int           // max unacknowledged deliveries written to a connection
+	WindowBytes       int           // max bytes of unacknowledged deliveries
+	SlowTimeout       time.Duration // a full window without acks for this long closes the connection
 	FetchPage         int           // inbox entries requested per page at login
 
 	AuthRequired bool
@@ -126,6 +129,9 @@ type session struct {
 	catchingUp    bool
 	lastDelivered uint64
 	pending       map[uint64]*pendingDelivery
+	pendingBytes  int               // size of the bodies in pending
+	behind        bool              // entries were left in the inbox because the window was full
+	lastAck       time.Time         // when an acknowledgement last made room in the window
 	acks          []*irispb.AckItem // v1 acks gathered while handling one read
 	ackedUpTo     uint64            // v2 cumulative ack gathered while handling one read
 
@@ -163,7 +169,7 @@ func (s *session) Receive(ctx actor.Context) {
 			s.fail(ctx, wire.ErrInvalidLogin.Reason)
 		}
 	case *redeliveryTick:
-		s.redeliver()
+		s.redeliver(ctx)
 	case *sendRetryTick:
 		s.retrySends(ctx)
 	case *Crash:
@@ -258,6 +264,7 @@ func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
 		s.handleFrame(ctx, frame)
 	}
 	s.sendAcks(ctx)
+	s.afterAcks(ctx)
 
 	if s.profile == profileNone && s.decoder.PendingLogin() {
 		self, root := s.self, s.sys.Root

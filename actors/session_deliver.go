@@ -22,11 +22,11 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 		if s.profile == profileNone || s.catchingUp {
 			return // the inbox pages of the catch-up contain it
 		}
-		s.deliver(body.Deliver.Entry)
+		s.deliver(body.Deliver.Entry) // false: the window is full, and the entry waits in the inbox
 	case *irispb.Envelope_FetchReply:
 		s.receivePage(ctx, body.FetchReply)
 	case *irispb.Envelope_Ack:
-		s.ackedElsewhere(body.Ack)
+		s.ackedElsewhere(ctx, body.Ack)
 	case *irispb.Envelope_Flush:
 		// Everything read so far has been handled, and its acks were sent
 		// at the end of each read; answer through the same router.
@@ -57,19 +57,20 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 
 // ackedElsewhere drops deliveries that another session of the same user
 // has acknowledged.
-func (s *session) ackedElsewhere(ack *irispb.AckRequest) {
+func (s *session) ackedElsewhere(ctx actor.Context, ack *irispb.AckRequest) {
 	for _, item := range ack.Items {
 		if p, ok := s.pending[item.Seq]; ok && p.entry.Tag == item.Tag {
-			delete(s.pending, item.Seq)
+			s.forget(item.Seq)
 		}
 	}
 	if ack.UpTo > 0 {
 		for seq := range s.pending {
 			if seq <= ack.UpTo {
-				delete(s.pending, seq)
+				s.forget(seq)
 			}
 		}
 	}
+	s.afterAcks(ctx)
 }
 
 // fetchAfter asks the shard for the next page of the inbox.
@@ -91,7 +92,12 @@ func (s *session) receivePage(ctx actor.Context, page *irispb.FetchReply) {
 		return
 	}
 	for _, e := range page.Entries {
-		s.deliver(e)
+		if !s.deliver(e) {
+			// The window is full: the rest of the inbox is read again
+			// once acknowledgements make room.
+			s.catchingUp = false
+			return
+		}
 	}
 	if page.More && page.ScannedTo > 0 {
 		s.fetchAfter(ctx, page.ScannedTo)
@@ -100,13 +106,30 @@ func (s *session) receivePage(ctx actor.Context, page *irispb.FetchReply) {
 	s.catchingUp = false
 }
 
+// windowFull reports whether the connection has as many unacknowledged
+// deliveries, or bytes of them, as its window allows.
+func (s *session) windowFull() bool {
+	return len(s.pending) >= s.cfg.Window || s.pendingBytes >= s.cfg.WindowBytes
+}
+
 // deliver writes one entry to the client and keeps it until it is acked.
-func (s *session) deliver(e *irispb.Entry) {
+// When the window is full it writes nothing, marks the session behind and
+// reports false: the entry stays in the inbox and is read again once
+// acknowledgements make room.
+func (s *session) deliver(e *irispb.Entry) bool {
 	if e.Seq <= s.lastDelivered {
-		return
+		return true
+	}
+	if s.windowFull() {
+		if !s.behind {
+			s.behind = true
+			s.lastAck = time.Now() // the slow-consumer clock starts when the window fills
+		}
+		return false
 	}
 	s.lastDelivered = e.Seq
 	s.pending[e.Seq] = &pendingDelivery{entry: e, sentAt: time.Now()}
+	s.pendingBytes += len(e.Body)
 	s.writeEntry(e)
 	s.cfg.Stats.Delivered.Add(1)
 
@@ -114,6 +137,31 @@ func (s *session) deliver(e *irispb.Entry) {
 		self, root := s.self, s.sys.Root
 		s.redeliveryTimer = time.AfterFunc(s.redeliveryPeriod(), func() { root.Send(self, &redeliveryTick{}) })
 	}
+	return true
+}
+
+// forget drops an acknowledged delivery from the window.
+func (s *session) forget(seq uint64) {
+	if p, ok := s.pending[seq]; ok {
+		s.pendingBytes -= len(p.entry.Body)
+		delete(s.pending, seq)
+		s.lastAck = time.Now()
+	}
+}
+
+// afterAcks reads the inbox again when acknowledgements have made room for
+// entries left there while the window was full. It waits for half the
+// window to be free, so that it reads pages rather than single entries.
+func (s *session) afterAcks(ctx actor.Context) {
+	if !s.behind || s.catchingUp || s.profile == profileNone {
+		return
+	}
+	if len(s.pending) > s.cfg.Window/2 || s.pendingBytes > s.cfg.WindowBytes/2 {
+		return
+	}
+	s.behind = false
+	s.catchingUp = true
+	s.fetchAfter(ctx, s.lastDelivered)
 }
 
 // writeEntry encodes an entry for this session's profile.
@@ -138,9 +186,16 @@ func (s *session) writeEntry(e *irispb.Entry) {
 
 // redeliver writes again, in seq order, every delivery unacked for longer
 // than RedeliveryTimeout.
-func (s *session) redeliver() {
+func (s *session) redeliver(ctx actor.Context) {
 	s.redeliveryTimer = nil
 	if len(s.pending) == 0 || s.closing {
+		return
+	}
+	if s.behind && time.Since(s.lastAck) >= s.cfg.SlowTimeout {
+		s.cfg.Stats.SlowConsumers.Add(1)
+		s.cfg.Logger.Info("closing slow consumer", "user", s.user, "conn", s.conn.RemoteAddr(),
+			"unacked", len(s.pending), "unacked_bytes", s.pendingBytes)
+		s.fail(ctx, reasonSlowConsumer)
 		return
 	}
 	now := time.Now()

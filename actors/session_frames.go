@@ -22,6 +22,7 @@ const (
 	reasonBadMessageID    = "invalid_message_id"
 	reasonTooManyFailures = "too_many_login_failures"
 	reasonShuttingDown    = "server_shutting_down"
+	reasonSlowConsumer    = "slow_consumer"
 
 	// reasonOutOfOrder is never sent to a client: the session resends the
 	// appends of that target in order.
@@ -283,7 +284,7 @@ func (s *session) ackByID(id []byte) {
 	seq := binary.BigEndian.Uint64(id[:8])
 	tag := binary.BigEndian.Uint64(id[8:])
 	if p, ok := s.pending[seq]; ok && p.entry.Tag == tag {
-		delete(s.pending, seq)
+		s.forget(seq)
 	}
 	s.acks = append(s.acks, &irispb.AckItem{Seq: seq, Tag: tag})
 }
@@ -292,7 +293,7 @@ func (s *session) ackByID(id []byte) {
 func (s *session) ackUpTo(seq uint64) {
 	for q := range s.pending {
 		if q <= seq {
-			delete(s.pending, q)
+			s.forget(q)
 		}
 	}
 	s.ackedUpTo = max(s.ackedUpTo, seq)

@@ -80,6 +80,23 @@ type Edge struct {
 	// RedeliveryTimeout is how long a delivery may stay unacknowledged before
 	// the server sends it again on the same connection. Default 5s.
 	RedeliveryTimeout time.Duration `yaml:"redelivery_timeout"`
+	// Window is the maximum number of deliveries a connection may have
+	// written and not yet acknowledged. Further entries wait in the inbox
+	// until acknowledgements make room. Default 1000.
+	Window int `yaml:"window"`
+	// WindowBytes is the maximum size in bytes of the deliveries a
+	// connection may have written and not yet acknowledged. Default
+	// 1048576 (1 MiB).
+	WindowBytes int `yaml:"window_bytes"`
+	// SlowTimeout is how long a connection whose window is full may go
+	// without acknowledging anything before it is closed as a slow
+	// consumer; its entries stay in the inbox. Default 30s.
+	SlowTimeout time.Duration `yaml:"slow_timeout"`
+	// KeepAlive is the idle time after which the server starts TCP
+	// keepalive probes on a client connection; a peer that answers none of
+	// three probes, KeepAlive/3 apart, is dropped, so a vanished network
+	// ends its session. Default 30s. 0s turns probes off.
+	KeepAlive time.Duration `yaml:"keepalive"`
 	// WriteTimeout is the deadline of one write to a client. Default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout is how long a connection may send nothing before the
@@ -254,6 +271,10 @@ func Default() *Config {
 			WSPath:            "/ws",
 			LoginTimeout:      10 * time.Second,
 			RedeliveryTimeout: 5 * time.Second,
+			Window:            1000,
+			WindowBytes:       1 << 20,
+			SlowTimeout:       30 * time.Second,
+			KeepAlive:         30 * time.Second,
 			WriteTimeout:      10 * time.Second,
 		},
 		Admin: Admin{Addr: ":9090"},

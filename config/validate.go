@@ -131,6 +131,9 @@ func (c *Config) validateEdge(v *checker) {
 	}
 	v.positiveDuration("edge.login_timeout", c.Edge.LoginTimeout)
 	v.positiveDuration("edge.redelivery_timeout", c.Edge.RedeliveryTimeout)
+	v.positive("edge.window", c.Edge.Window)
+	v.positive("edge.window_bytes", c.Edge.WindowBytes)
+	v.positiveDuration("edge.slow_timeout", c.Edge.SlowTimeout)
 	v.positiveDuration("edge.write_timeout", c.Edge.WriteTimeout)
 	if c.Edge.IdleTimeout < 0 {
 		v.fail("edge.idle_timeout", "must be 0s (never) or more, got %s", c.Edge.IdleTimeout)

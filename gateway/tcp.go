@@ -71,6 +71,7 @@ func acceptTCP(cfg *ListenerConfig, ln net.Listener, stop <-chan struct{}) error
 // serveTCP starts the session of one connection and feeds it what the
 // client sends, one read at a time.
 func serveTCP(cfg *ListenerConfig, c net.Conn) {
+	setKeepAlive(c, cfg.KeepAlive)
 	conn := newTCPConn(c, cfg.WriteTimeout)
 	pid, err := cfg.Start(conn)
 	if err != nil {
@@ -104,4 +105,19 @@ func readLoop(system *actor.ActorSystem, pid *actor.PID, conn *tcpConn, size int
 			return
 		}
 	}
+}
+
+// setKeepAlive starts TCP keepalive probes after idle time without traffic:
+// three probes idle/3 apart, so a peer whose network vanished (no FIN, no
+// RST) is dropped about 2×idle after it fell silent, and its session ends.
+func setKeepAlive(c net.Conn, idle time.Duration) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	if idle <= 0 {
+		_ = tc.SetKeepAlive(false)
+		return
+	}
+	_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: idle, Interval: max(idle/3, time.Second), Count: 3})
 }

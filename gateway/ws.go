@@ -61,6 +61,7 @@ type wsState struct {
 const wsStateKey = "iris"
 
 func (h *wsHandler) OnOpen(socket *gws.Conn) {
+	setKeepAlive(socket.NetConn(), h.cfg.KeepAlive)
 	conn := &wsConn{socket: socket, writeTimeout: h.cfg.WriteTimeout, closed: make(chan struct{})}
 	pid, err := h.cfg.Start(conn)
 	if err != nil {

@@ -139,6 +139,7 @@ func counters(st *actors.Stats) map[string]uint64 {
 		"relayed":        st.Relayed.Load(),
 		"logins_blocked": st.LoginsBlocked.Load(),
 		"conn_rejected":  st.ConnRejected.Load(),
+		"slow_consumers": st.SlowConsumers.Load(),
 		"logins_ok":      st.LoginsOK.Load(),
 		"logins_failed":  st.LoginsFailed.Load(),
 	}

@@ -208,3 +208,46 @@ func TestAckThenReconnectNotReplayed(t *testing.T) {
 		_ = again.Close()
 	}
 }
+
+func TestWindowHoldsDeliveriesUntilAcked(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.Edge.Window = 10 })
+	alice := login2(t, n, "alice")
+	bob := login2(t, n, "bob")
+	accepted := sendAccepted(t, alice, "bob", 1, 25)
+	if len(accepted) != 25 {
+		t.Fatalf("%d of 25 accepted", len(accepted))
+	}
+
+	// Only a window's worth arrives before bob acknowledges anything.
+	var got []client.Frame
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	for {
+		f, err := bob.Next(ctx)
+		if err != nil {
+			break
+		}
+		if f.Op == client.OpDeliver {
+			got = append(got, f)
+		}
+	}
+	cancel()
+	if len(got) != 10 {
+		t.Fatalf("%d deliveries before any ack, want the window of 10", len(got))
+	}
+
+	// Acknowledging makes room; the rest follows in order.
+	next := got[len(got)-1].Seq
+	if err := bob.Ack2(next); err != nil {
+		t.Fatal(err)
+	}
+	for next < 25 {
+		f := expect(t, bob, client.OpDeliver)
+		if f.Seq != next+1 {
+			t.Fatalf("delivery seq %d after %d", f.Seq, next)
+		}
+		next = f.Seq
+		if err := bob.Ack2(next); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
