@@ -46,8 +46,9 @@ type SessionConfig struct {
 	AuthRequired bool
 	Verifier     Verifier // nil when no secret is configured
 
-	Load      LoadLevel   // shedding level; nil never sheds
-	Logins    *LoginGuard // blocks accounts after repeated failed logins; nil never blocks
+	Load      LoadLevel     // shedding level; nil never sheds
+	Logins    *LoginGuard   // blocks accounts after repeated failed logins; nil never blocks
+	LoginGate chan struct{} // one slot per login running at once; nil is no limit
 	Routers   *RouterPool
 	Registrar *actor.PID // the edge's registrar; see registrar
 	Limiter   *RateLimiter

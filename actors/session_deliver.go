@@ -34,6 +34,8 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 		s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Flush{Flush: &irispb.Flush{
 			User: body.Flush.User, Token: body.Flush.Token, Session: fromPID(s.self),
 		}}})
+	case *irispb.Envelope_Kick:
+		s.fail(ctx, body.Kick.Reason)
 	case *irispb.Envelope_Relay:
 		if s.profile != profileNone {
 			s.out = append(s.out, body.Relay.Frame...)

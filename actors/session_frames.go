@@ -23,6 +23,8 @@ const (
 	reasonTooManyFailures = "too_many_login_failures"
 	reasonShuttingDown    = "server_shutting_down"
 	reasonSlowConsumer    = "slow_consumer"
+	reasonReplaced        = "replaced_by_new_login"
+	reasonServerBusy      = "server_busy"
 
 	// reasonOutOfOrder is never sent to a client: the session resends the
 	// appends of that target in order.
@@ -145,6 +147,21 @@ func (s *session) login(ctx actor.Context, p profile, user, token string) {
 			return
 		}
 		s.cfg.Logins.Succeeded(user)
+	}
+
+	// A login storm takes turns: a login waits for a slot, in arrival order,
+	// rather than all of them contending for the shards at once.
+	if s.cfg.LoginGate != nil {
+		wait := time.NewTimer(s.cfg.RequestTimeout)
+		select {
+		case s.cfg.LoginGate <- struct{}{}:
+			wait.Stop()
+			defer func() { <-s.cfg.LoginGate }()
+		case <-wait.C:
+			s.cfg.Stats.LoginsFailed.Add(1)
+			s.fail(ctx, reasonServerBusy)
+			return
+		}
 	}
 
 	// Registration is awaited so that once the client has LOGIN_OK, every

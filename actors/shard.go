@@ -33,6 +33,10 @@ type Store interface {
 
 // ShardConfig is what every shard grain of a node shares.
 type ShardConfig struct {
+	// ReplaceOnLogin closes a user's older sessions when the user logs in
+	// again, instead of keeping one session per device.
+	ReplaceOnLogin bool
+
 	Store   Store
 	Stats   *Stats
 	Logger  *slog.Logger
@@ -76,6 +80,7 @@ type shard struct {
 // pendingLogin is a registration whose reply waits for flushes.
 type pendingLogin struct {
 	user    string
+	others  []*actor.PID    // the user's sessions when the login came
 	reply   *actor.PID      // the registering session's request
 	waiting map[string]bool // PID keys of sessions yet to flush
 }
@@ -394,7 +399,7 @@ func (s *shard) register(ctx actor.Context, req *irispb.RegisterRequest) {
 	// before the new one reads the inbox.
 	s.nextFlush++
 	token := s.nextFlush
-	p := &pendingLogin{user: req.User, reply: ctx.Sender(), waiting: make(map[string]bool)}
+	p := &pendingLogin{user: req.User, others: others, reply: ctx.Sender(), waiting: make(map[string]bool)}
 	flush := &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Flush{Flush: &irispb.Flush{User: req.User, Token: token}}}
 	for _, other := range others {
 		p.waiting[other.String()] = true
@@ -424,6 +429,12 @@ func (s *shard) flushed(ctx actor.Context, f *irispb.Flush) {
 
 func (s *shard) confirmLogin(ctx actor.Context, token uint64, p *pendingLogin) {
 	delete(s.flushes, token)
+	if s.cfg.ReplaceOnLogin {
+		kick := &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Kick{Kick: &irispb.Kick{Reason: reasonReplaced}}}
+		for _, old := range p.others {
+			ctx.Send(old, kick)
+		}
+	}
 	if p.reply != nil {
 		ctx.Send(p.reply, registered(p.user))
 	}

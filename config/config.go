@@ -97,6 +97,11 @@ type Edge struct {
 	// three probes, KeepAlive/3 apart, is dropped, so a vanished network
 	// ends its session. Default 30s. 0s turns probes off.
 	KeepAlive time.Duration `yaml:"keepalive"`
+	// DuplicateLogin says what a new login of a user who is already
+	// connected does: "allow" keeps every session (several devices), and
+	// "replace" closes the older sessions once they have passed on their
+	// acknowledgements. Default "allow".
+	DuplicateLogin string `yaml:"duplicate_login"`
 	// WriteTimeout is the deadline of one write to a client. Default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout is how long a connection may send nothing before the
@@ -174,6 +179,17 @@ type Limits struct {
 	// LoginFailureWindow is the time over which LoginFailures failures are
 	// allowed on average. Default 1m. 0s disables the limit.
 	LoginFailureWindow time.Duration `yaml:"login_failure_window"`
+	// MaxConnections is the maximum number of open client connections of a
+	// node; further ones get "server_full". Default 100000. 0 disables it.
+	// The process's open-file limit must be higher.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP is the maximum number of open client connections
+	// from one address (IPv6: one /64). Default 1000. 0 disables it.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// LoginConcurrency is the number of logins a node runs at once; more
+	// wait their turn in arrival order, so that a reconnect storm after a
+	// restart is served fairly. Default 256.
+	LoginConcurrency int `yaml:"login_concurrency"`
 }
 
 // Overload contains the thresholds of the overload monitor, which sheds
@@ -275,6 +291,7 @@ func Default() *Config {
 			WindowBytes:       1 << 20,
 			SlowTimeout:       30 * time.Second,
 			KeepAlive:         30 * time.Second,
+			DuplicateLogin:    "allow",
 			WriteTimeout:      10 * time.Second,
 		},
 		Admin: Admin{Addr: ":9090"},
@@ -294,10 +311,13 @@ func Default() *Config {
 			GroupSize:     256,
 			Inbox:         10000,
 
-			ConnRate:           50,
-			ConnBurst:          200,
-			LoginFailures:      10,
-			LoginFailureWindow: time.Minute,
+			ConnRate:            50,
+			ConnBurst:           200,
+			LoginFailures:       10,
+			LoginFailureWindow:  time.Minute,
+			MaxConnections:      100000,
+			MaxConnectionsPerIP: 1000,
+			LoginConcurrency:    256,
 		},
 		Store: Store{DedupWindow: 10 * time.Minute, GroupCommitMax: 2048},
 		Cluster: Cluster{

@@ -134,6 +134,8 @@ func (c *Config) validateEdge(v *checker) {
 	v.positive("edge.window", c.Edge.Window)
 	v.positive("edge.window_bytes", c.Edge.WindowBytes)
 	v.positiveDuration("edge.slow_timeout", c.Edge.SlowTimeout)
+	v.positive("limits.login_concurrency", c.Limits.LoginConcurrency)
+	v.oneOf("edge.duplicate_login", c.Edge.DuplicateLogin, "allow", "replace")
 	v.positiveDuration("edge.write_timeout", c.Edge.WriteTimeout)
 	if c.Edge.IdleTimeout < 0 {
 		v.fail("edge.idle_timeout", "must be 0s (never) or more, got %s", c.Edge.IdleTimeout)

@@ -31,6 +31,7 @@ type ListenerConfig struct {
 	WSPath       string        // HTTP path of the WebSocket endpoint
 	WriteTimeout time.Duration // deadline of each write to a client
 	ReadBuffer   int           // bytes read from a connection at once
+	Conns        *ConnCounter  // open connection limits, shared by a node's listeners; nil is no limit
 	KeepAlive    time.Duration // idle time before TCP keepalive probes; 0 turns them off
 	MaxWSMessage int           // max payload of one WebSocket message
 

@@ -207,28 +207,33 @@ func remoteIP(addr net.Addr) (netip.Addr, bool) {
 // When it does not, admitTCP reports the rejection and sends the client the reason
 // in a goroutine, so a slow client cannot stall the accept loop.
 func admitTCP(cfg *ListenerConfig, c net.Conn) bool {
-	if cfg.IPLimit == nil {
-		return true
-	}
 	ip, ok := remoteIP(c.RemoteAddr())
-	if !ok || cfg.IPLimit.Allow(ip) {
+	if !ok {
 		return true
 	}
-	cfg.reportReject(ip)
-	go rejectTCP(c)
-	return false
+	if !cfg.IPLimit.Allow(ip) {
+		cfg.reportReject(ip, ReasonTooManyConnections)
+		go rejectTCP(c, ReasonTooManyConnections)
+		return false
+	}
+	if reason, ok := cfg.Conns.Acquire(ip); !ok {
+		cfg.reportReject(ip, reason)
+		go rejectTCP(c, reason)
+		return false
+	}
+	return true
 }
 
 // rejectTCP sends the too_many_connections ERROR frame and closes c. It
 // half-closes and drains what the client sent before the full close,
 // because closing a socket with unread input sends a TCP reset, which can
 // discard the frame before the client reads it.
-func rejectTCP(c net.Conn) {
+func rejectTCP(c net.Conn, reason string) {
 	defer c.Close()
 	if err := c.SetDeadline(time.Now().Add(rejectWriteTimeout)); err != nil {
 		return
 	}
-	if _, err := c.Write(wire.AppendError(nil, ReasonTooManyConnections)); err != nil {
+	if _, err := c.Write(wire.AppendError(nil, reason)); err != nil {
 		return
 	}
 	if half, ok := c.(interface{ CloseWrite() error }); ok {
@@ -242,9 +247,6 @@ func rejectTCP(c net.Conn) {
 // request. When it does not, admitWS responds with 429 Too Many Requests with a
 // Retry-After header in whole seconds, and closes the HTTP connection.
 func admitWS(cfg *ListenerConfig, w http.ResponseWriter, r *http.Request) bool {
-	if cfg.IPLimit == nil {
-		return true
-	}
 	addrPort, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return true
@@ -252,9 +254,15 @@ func admitWS(cfg *ListenerConfig, w http.ResponseWriter, r *http.Request) bool {
 	ip := addrPort.Addr()
 	wait, ok := cfg.IPLimit.Take(ip)
 	if ok {
+		if reason, ok := cfg.Conns.Acquire(ip); !ok {
+			cfg.reportReject(ip, reason)
+			w.Header().Set("Connection", "close")
+			http.Error(w, reason, http.StatusServiceUnavailable)
+			return false
+		}
 		return true
 	}
-	cfg.reportReject(ip)
+	cfg.reportReject(ip, ReasonTooManyConnections)
 
 	seconds := max(1, int64(math.Ceil(wait.Seconds())))
 	w.Header().Set("Retry-After", strconv.FormatInt(seconds, 10))
@@ -277,9 +285,9 @@ type rejectLog struct {
 
 // reportReject calls OnReject and logs the rejection, at most once per
 // rejectLogInterval with the number of rejections since the previous line.
-func (c *ListenerConfig) reportReject(ip netip.Addr) {
+func (c *ListenerConfig) reportReject(ip netip.Addr, reason string) {
 	if c.OnReject != nil {
-		c.OnReject(ReasonTooManyConnections)
+		c.OnReject(reason)
 	}
 
 	c.rejects.mu.Lock()
@@ -295,7 +303,8 @@ func (c *ListenerConfig) reportReject(ip netip.Addr) {
 	c.rejects.mu.Unlock()
 
 	if c.Logger != nil {
-		c.Logger.Warn("connections rejected by the per-IP rate limit",
-			slog.String("transport", c.Transport), slog.String("last_ip", ip.String()), slog.Int("rejected", count))
+		c.Logger.Warn("connections rejected by connection limits",
+			slog.String("transport", c.Transport), slog.String("last_ip", ip.String()),
+			slog.String("last_reason", reason), slog.Int("rejected", count))
 	}
 }

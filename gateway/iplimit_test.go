@@ -384,7 +384,7 @@ func TestRejectLogIsRateLimited(t *testing.T) {
 	var logged bytes.Buffer
 	cfg := &ListenerConfig{Transport: "tcp", Logger: slog.New(slog.NewTextHandler(&logged, nil))}
 	for range 50 {
-		cfg.reportReject(ipA)
+		cfg.reportReject(ipA, ReasonTooManyConnections)
 	}
 
 	lines := bytes.Count(logged.Bytes(), []byte("\n"))

@@ -71,6 +71,9 @@ func acceptTCP(cfg *ListenerConfig, ln net.Listener, stop <-chan struct{}) error
 // serveTCP starts the session of one connection and feeds it what the
 // client sends, one read at a time.
 func serveTCP(cfg *ListenerConfig, c net.Conn) {
+	if ip, ok := remoteIP(c.RemoteAddr()); ok {
+		defer cfg.Conns.Release(ip) // counted by admitTCP
+	}
 	setKeepAlive(c, cfg.KeepAlive)
 	conn := newTCPConn(c, cfg.WriteTimeout)
 	pid, err := cfg.Start(conn)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -117,11 +118,19 @@ func newWSServer(cfg *ListenerConfig) *http.Server {
 		if !admitWS(cfg, w, r) {
 			return
 		}
+		release := func() {} // admitWS counted the connection; undo that when it ends
+		if addrPort, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			release = func() { cfg.Conns.Release(addrPort.Addr()) }
+		}
 		socket, err := upgrader.Upgrade(w, r)
 		if err != nil {
+			release()
 			return // gws has already answered the failed handshake
 		}
-		go socket.ReadLoop()
+		go func() {
+			defer release()
+			socket.ReadLoop()
+		}()
 	})
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 }

@@ -117,6 +117,7 @@ type Envelope struct {
 	//	*Envelope_Group
 	//	*Envelope_GroupReply
 	//	*Envelope_Flush
+	//	*Envelope_Kick
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -337,6 +338,15 @@ func (x *Envelope) GetFlush() *Flush {
 	return nil
 }
 
+func (x *Envelope) GetKick() *Kick {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Kick); ok {
+			return x.Kick
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -417,6 +427,10 @@ type Envelope_Flush struct {
 	Flush *Flush `protobuf:"bytes,28,opt,name=flush,proto3,oneof"`
 }
 
+type Envelope_Kick struct {
+	Kick *Kick `protobuf:"bytes,29,opt,name=kick,proto3,oneof"`
+}
+
 func (*Envelope_Append) isEnvelope_Body() {}
 
 func (*Envelope_AppendReply) isEnvelope_Body() {}
@@ -454,6 +468,8 @@ func (*Envelope_Group) isEnvelope_Body() {}
 func (*Envelope_GroupReply) isEnvelope_Body() {}
 
 func (*Envelope_Flush) isEnvelope_Body() {}
+
+func (*Envelope_Kick) isEnvelope_Body() {}
 
 // Pid names an actor anywhere in the cluster (proto.actor address and id).
 type Pid struct {
@@ -2109,11 +2125,56 @@ func (x *Flush) GetSession() *Pid {
 	return nil
 }
 
+// Kick tells a session to send the reason as an error frame and close.
+type Kick struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Kick) Reset() {
+	*x = Kick{}
+	mi := &file_actors_irispb_envelope_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Kick) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Kick) ProtoMessage() {}
+
+func (x *Kick) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_irispb_envelope_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Kick.ProtoReflect.Descriptor instead.
+func (*Kick) Descriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Kick) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_actors_irispb_envelope_proto protoreflect.FileDescriptor
 
 const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1cactors/irispb/envelope.proto\x12\airis.v1\"\xed\a\n" +
+	"\x1cactors/irispb/envelope.proto\x12\airis.v1\"\x92\b\n" +
 	"\bEnvelope\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x120\n" +
 	"\x06append\x18\n" +
@@ -2139,7 +2200,8 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\x05group\x18\x1a \x01(\v2\x15.iris.v1.GroupRequestH\x00R\x05group\x126\n" +
 	"\vgroup_reply\x18\x1b \x01(\v2\x13.iris.v1.GroupReplyH\x00R\n" +
 	"groupReply\x12&\n" +
-	"\x05flush\x18\x1c \x01(\v2\x0e.iris.v1.FlushH\x00R\x05flushB\x06\n" +
+	"\x05flush\x18\x1c \x01(\v2\x0e.iris.v1.FlushH\x00R\x05flush\x12#\n" +
+	"\x04kick\x18\x1d \x01(\v2\r.iris.v1.KickH\x00R\x04kickB\x06\n" +
 	"\x04body\"/\n" +
 	"\x03Pid\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x0e\n" +
@@ -2272,7 +2334,9 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\x05Flush\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12&\n" +
-	"\asession\x18\x03 \x01(\v2\f.iris.v1.PidR\asession*\xa2\x01\n" +
+	"\asession\x18\x03 \x01(\v2\f.iris.v1.PidR\asession\"\x1e\n" +
+	"\x04Kick\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\xa2\x01\n" +
 	"\aGroupOp\x12\x18\n" +
 	"\x14GROUP_OP_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fGROUP_OP_CREATE\x10\x01\x12\x12\n" +
@@ -2295,7 +2359,7 @@ func file_actors_irispb_envelope_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_irispb_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actors_irispb_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_actors_irispb_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_actors_irispb_envelope_proto_goTypes = []any{
 	(GroupOp)(0),              // 0: iris.v1.GroupOp
 	(*Envelope)(nil),          // 1: iris.v1.Envelope
@@ -2322,6 +2386,7 @@ var file_actors_irispb_envelope_proto_goTypes = []any{
 	(*GroupRequest)(nil),      // 22: iris.v1.GroupRequest
 	(*GroupReply)(nil),        // 23: iris.v1.GroupReply
 	(*Flush)(nil),             // 24: iris.v1.Flush
+	(*Kick)(nil),              // 25: iris.v1.Kick
 }
 var file_actors_irispb_envelope_proto_depIdxs = []int32{
 	4,  // 0: iris.v1.Envelope.append:type_name -> iris.v1.AppendRequest
@@ -2343,21 +2408,22 @@ var file_actors_irispb_envelope_proto_depIdxs = []int32{
 	22, // 16: iris.v1.Envelope.group:type_name -> iris.v1.GroupRequest
 	23, // 17: iris.v1.Envelope.group_reply:type_name -> iris.v1.GroupReply
 	24, // 18: iris.v1.Envelope.flush:type_name -> iris.v1.Flush
-	3,  // 19: iris.v1.Deliver.entry:type_name -> iris.v1.Entry
-	7,  // 20: iris.v1.AckRequest.items:type_name -> iris.v1.AckItem
-	2,  // 21: iris.v1.RegisterRequest.session:type_name -> iris.v1.Pid
-	2,  // 22: iris.v1.UnregisterRequest.session:type_name -> iris.v1.Pid
-	3,  // 23: iris.v1.FetchReply.entries:type_name -> iris.v1.Entry
-	2,  // 24: iris.v1.Registration.session:type_name -> iris.v1.Pid
-	16, // 25: iris.v1.RefreshRequest.registrations:type_name -> iris.v1.Registration
-	0,  // 26: iris.v1.GroupRequest.op:type_name -> iris.v1.GroupOp
-	0,  // 27: iris.v1.GroupReply.op:type_name -> iris.v1.GroupOp
-	2,  // 28: iris.v1.Flush.session:type_name -> iris.v1.Pid
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	25, // 19: iris.v1.Envelope.kick:type_name -> iris.v1.Kick
+	3,  // 20: iris.v1.Deliver.entry:type_name -> iris.v1.Entry
+	7,  // 21: iris.v1.AckRequest.items:type_name -> iris.v1.AckItem
+	2,  // 22: iris.v1.RegisterRequest.session:type_name -> iris.v1.Pid
+	2,  // 23: iris.v1.UnregisterRequest.session:type_name -> iris.v1.Pid
+	3,  // 24: iris.v1.FetchReply.entries:type_name -> iris.v1.Entry
+	2,  // 25: iris.v1.Registration.session:type_name -> iris.v1.Pid
+	16, // 26: iris.v1.RefreshRequest.registrations:type_name -> iris.v1.Registration
+	0,  // 27: iris.v1.GroupRequest.op:type_name -> iris.v1.GroupOp
+	0,  // 28: iris.v1.GroupReply.op:type_name -> iris.v1.GroupOp
+	2,  // 29: iris.v1.Flush.session:type_name -> iris.v1.Pid
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_actors_irispb_envelope_proto_init() }
@@ -2385,6 +2451,7 @@ func file_actors_irispb_envelope_proto_init() {
 		(*Envelope_Group)(nil),
 		(*Envelope_GroupReply)(nil),
 		(*Envelope_Flush)(nil),
+		(*Envelope_Kick)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2392,7 +2459,7 @@ func file_actors_irispb_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_irispb_envelope_proto_rawDesc), len(file_actors_irispb_envelope_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

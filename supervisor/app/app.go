@@ -158,10 +158,11 @@ func (n *Node) storeSpec() supervisor.ChildSpec {
 func (n *Node) clusterSpec() supervisor.ChildSpec {
 	cfg := n.cfg
 	shardKind := actors.NewShardKind(&actors.ShardConfig{
-		Store:   n.store,
-		Stats:   n.Stats,
-		Logger:  n.logger.With("component", "shard"),
-		MaxPage: fetchPage,
+		ReplaceOnLogin: cfg.Edge.DuplicateLogin == "replace",
+		Store:          n.store,
+		Stats:          n.Stats,
+		Logger:         n.logger.With("component", "shard"),
+		MaxPage:        fetchPage,
 	})
 	groupKind := actors.NewGroupKind(&actors.GroupConfig{
 		Store: n.store,
@@ -242,6 +243,7 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 		Limiter:           actors.NewRateLimiter(float64(cfg.Limits.SendRate), cfg.Limits.SendBurst),
 		Load:              n.overload,
 		Logins:            actors.NewLoginGuard(cfg.Limits.LoginFailures, cfg.Limits.LoginFailureWindow),
+		LoginGate:         make(chan struct{}, cfg.Limits.LoginConcurrency),
 		Stats:             n.Stats,
 		Logger:            n.logger.With("component", "session"),
 	}
@@ -251,8 +253,9 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 	// One limiter for both listeners: the rate is per client address,
 	// whichever transport it uses.
 	ipLimit := gateway.NewIPLimiter(float64(cfg.Limits.ConnRate), cfg.Limits.ConnBurst, 0)
-	n.tcp = n.listenerConfig("tcp", cfg.Edge.TCPAddr, startSession, ipLimit)
-	n.ws = n.listenerConfig("ws", cfg.Edge.WSAddr, startSession, ipLimit)
+	conns := gateway.NewConnCounter(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
+	n.tcp = n.listenerConfig("tcp", cfg.Edge.TCPAddr, startSession, ipLimit, conns)
+	n.ws = n.listenerConfig("ws", cfg.Edge.WSAddr, startSession, ipLimit, conns)
 
 	return supervisor.Spec{
 		Strategy:  supervisor.OneForOne,
@@ -279,9 +282,10 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 	}
 }
 
-func (n *Node) listenerConfig(transport, addr string, start gateway.SessionStarter, ipLimit *gateway.IPLimiter) *gateway.ListenerConfig {
+func (n *Node) listenerConfig(transport, addr string, start gateway.SessionStarter, ipLimit *gateway.IPLimiter, conns *gateway.ConnCounter) *gateway.ListenerConfig {
 	return &gateway.ListenerConfig{
 		IPLimit:      ipLimit,
+		Conns:        conns,
 		OnReject:     func(string) { n.Stats.ConnRejected.Add(1) },
 		Transport:    transport,
 		Addr:         addr,

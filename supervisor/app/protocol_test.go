@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,5 +250,91 @@ func TestWindowHoldsDeliveriesUntilAcked(t *testing.T) {
 		if err := bob.Ack2(next); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestDuplicateLoginReplacesOlderSession(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.Edge.DuplicateLogin = "replace" })
+	first := login(t, n, "tcp", "gus")
+	second := login(t, n, "ws", "gus")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	frames, err := first.ExpectClosed(ctx)
+	if err != nil || len(frames) != 1 || frames[0].Reason != "replaced_by_new_login" {
+		t.Fatalf("older session got %v, %v; want replaced_by_new_login and a close", frames, err)
+	}
+	sender := login(t, n, "tcp", "hal")
+	if err := sender.Send("gus", []byte("to the new one")); err != nil {
+		t.Fatal(err)
+	}
+	if f := expect(t, second, client.OpReliable); string(f.Msg) != "to the new one" {
+		t.Fatalf("newer session got %q", f.Msg)
+	}
+}
+
+func TestConnectionCountLimits(t *testing.T) {
+	n := startNode(t, func(c *config.Config) {
+		c.Limits.MaxConnections = 3
+		c.Limits.MaxConnectionsPerIP = 2
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a := login(t, n, "tcp", "a")
+	login(t, n, "ws", "b")
+
+	third, err := client.Dial(ctx, "tcp", n.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	frames, err := third.ExpectClosed(ctx)
+	if err != nil || len(frames) != 1 || frames[0].Reason != "too_many_connections_from_address" {
+		t.Fatalf("third connection from one address got %v, %v", frames, err)
+	}
+
+	// A closed connection frees its place.
+	_ = a.Close()
+	eventually(t, 5*time.Second, "a's connection to be released", func() bool {
+		c, err := client.Dial(ctx, "tcp", n.TCPAddr().String())
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		return c.Login(ctx, "c") == nil
+	})
+	if n.Stats.ConnRejected.Load() == 0 {
+		t.Error("conn_rejected counted no rejection")
+	}
+}
+
+func TestLoginStormAllServedInTurn(t *testing.T) {
+	n := startNode(t, func(c *config.Config) {
+		c.Limits.LoginConcurrency = 4
+		c.Limits.ConnBurst = 1000
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, 300)
+	for i := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := client.Dial(ctx, "tcp", n.TCPAddr().String())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			if err := c.Login(ctx, fmt.Sprintf("storm%d", i)); err != nil {
+				errs <- fmt.Errorf("login storm%d: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
