@@ -208,7 +208,8 @@ func (g *group) finish(ctx actor.Context, done *groupDone) {
 		if g.state != nil {
 			members = g.state.Members
 		}
-		g.reply(ctx, done.groupRequest, "", members)
+		already := done.req.Op == irispb.GroupOp_GROUP_OP_ADD && done.result.Duplicate
+		g.replyAdd(ctx, done.groupRequest, "", members, already)
 	}
 
 	for len(g.waiting) > 0 && !g.busy {
@@ -277,11 +278,17 @@ func (g *group) scheduleRetry() {
 }
 
 func (g *group) reply(ctx actor.Context, r groupRequest, reason string, members []string) {
+	g.replyAdd(ctx, r, reason, members, false)
+}
+
+// replyAdd answers a request; already reports an add of an existing member.
+func (g *group) replyAdd(ctx actor.Context, r groupRequest, reason string, members []string, already bool) {
 	if r.requester == nil {
 		return
 	}
 	ctx.Send(r.requester, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_GroupReply{GroupReply: &irispb.GroupReply{
 		Ref: r.req.Ref, Op: r.req.Op, Group: g.id, Error: reason, Members: members,
+		Member: r.req.Member, AlreadyMember: already,
 	}}})
 }
 

@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -292,6 +293,12 @@ func (s *session) flush(ctx actor.Context) {
 		s.out = s.out[:0]
 	}
 	if err != nil && !s.closing {
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() {
+			// The client stopped reading for a whole write timeout.
+			s.cfg.Stats.SlowConsumers.Add(1)
+			s.cfg.Logger.Info("closing slow consumer: write timed out", "user", s.user, "conn", s.conn.RemoteAddr())
+		}
 		s.closing = true
 		ctx.Stop(s.self)
 	}

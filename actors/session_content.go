@@ -55,10 +55,16 @@ var cborEncoding = func() cbor.EncMode {
 }()
 
 // isCBORMap reports whether b is exactly one well-formed CBOR map within
-// cborLimits.
+// cborLimits, without duplicate keys in any of its maps. Only decoding
+// finds duplicates (Wellformed does not look for them); the message size
+// limit bounds the work.
 func isCBORMap(b []byte) bool {
 	const majorMap = 5
-	return len(b) > 0 && b[0]>>5 == majorMap && cborLimits.Wellformed(b) == nil
+	if len(b) == 0 || b[0]>>5 != majorMap || cborLimits.Wellformed(b) != nil {
+		return false
+	}
+	var v any
+	return cborLimits.Unmarshal(b, &v) == nil
 }
 
 // sendCBOR stores a CBOR_MSG for its target, byte for byte.
@@ -161,14 +167,14 @@ const (
 func (s *session) uploadKeys(ctx actor.Context, f *wire.Frame) {
 	var up bundleUpload
 	if err := cborLimits.Unmarshal(f.Bundle, &up); err != nil {
-		s.writeKeyError("invalid CBOR map")
+		s.writeKeyError("invalid_cbor")
 		return
 	}
 	req := &irispb.KeyRequest{User: s.user}
 	full := up.IdentityKey != nil || up.SignedPrekey != nil || up.SignedPrekeySignature != nil
 	if full {
 		if len(up.IdentityKey) != keySize || len(up.SignedPrekey) != keySize || len(up.SignedPrekeySignature) != signatureSize {
-			s.writeKeyError("identity_key and signed_prekey must be 32 bytes and signed_prekey_signature 64 bytes")
+			s.writeKeyError("invalid_key_size") // identity_key and signed_prekey 32 bytes, signature 64
 			return
 		}
 		req.HasBundle = true
@@ -179,7 +185,7 @@ func (s *session) uploadKeys(ctx actor.Context, f *wire.Frame) {
 	}
 	for _, k := range up.OneTimePrekeys {
 		if len(k) != keySize {
-			s.writeKeyError("every one-time prekey must be 32 bytes")
+			s.writeKeyError("invalid_prekey_size") // one-time prekeys are 32 bytes
 			return
 		}
 	}
@@ -190,6 +196,12 @@ func (s *session) uploadKeys(ctx actor.Context, f *wire.Frame) {
 // fetchKeys asks the owner's shard for the owner's bundle and one one-time
 // prekey.
 func (s *session) fetchKeys(ctx actor.Context, f *wire.Frame) {
+	// Each fetch uses up one of the owner's one-time prekeys, so fetches
+	// cost a token like a send: a client cannot drain a pool at will.
+	if wait, ok := s.bucket.Take(1); !ok {
+		s.rateLimited(false, 0, wait)
+		return
+	}
 	s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Key{Key: &irispb.KeyRequest{User: string(f.User), Fetch: true}}})
 }
 
@@ -212,6 +224,8 @@ func (s *session) finishKeys(r *irispb.KeyReply, fetch bool) {
 	switch {
 	case r.Status == "not_found":
 		s.writeKeyReply(map[string]any{"status": "not_found"})
+	case r.Status != "ok" && r.Count > 0:
+		s.writeKeyReply(map[string]any{"status": "error", "reason": r.Reason, "one_time_prekeys": r.Count})
 	case r.Status != "ok":
 		s.writeKeyReply(map[string]any{"status": "error", "reason": r.Reason})
 	case !fetch:
@@ -276,6 +290,11 @@ func (s *session) finishGroup(r *irispb.GroupReply) {
 	switch r.Op {
 	case irispb.GroupOp_GROUP_OP_CREATE:
 		s.out = wire.AppendGroupMember(s.out, r.Group, s.user)
+	case irispb.GroupOp_GROUP_OP_ADD:
+		if r.AlreadyMember {
+			// Nobody else is told again; the requester still gets its answer.
+			s.out = wire.AppendGroupMember(s.out, r.Group, r.Member)
+		}
 	case irispb.GroupOp_GROUP_OP_LEAVE:
 		s.out = wire.AppendGroupLeaveOK(s.out)
 	case irispb.GroupOp_GROUP_OP_ROSTER:

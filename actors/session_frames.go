@@ -2,6 +2,7 @@ package actors
 
 import (
 	"encoding/binary"
+	"net"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -132,8 +133,11 @@ func (s *session) login(ctx actor.Context, p profile, user, token string) {
 		s.fail(ctx, reasonOf(err))
 		return
 	}
+	// Failures count per account and client address, so that failures
+	// from elsewhere cannot lock the real user out.
+	guardKey := user + "\x00" + remoteHost(s.conn.RemoteAddr())
 	now := time.Now()
-	if _, blocked := s.cfg.Logins.Blocked(user, now); blocked {
+	if _, blocked := s.cfg.Logins.Blocked(guardKey, now); blocked {
 		s.cfg.Stats.LoginsBlocked.Add(1)
 		s.fail(ctx, reasonTooManyFailures)
 		return
@@ -141,12 +145,12 @@ func (s *session) login(ctx actor.Context, p profile, user, token string) {
 	if s.cfg.AuthRequired || (token != "" && s.cfg.Verifier != nil) {
 		if s.cfg.Verifier == nil || token == "" || s.cfg.Verifier.Verify(user, token, now) != nil {
 			s.cfg.Stats.LoginsFailed.Add(1)
-			s.cfg.Logins.Failed(user, now)
+			s.cfg.Logins.Failed(guardKey, now)
 			s.cfg.Logger.Info("login rejected", "user", user, "conn", s.conn.RemoteAddr(), "reason", reasonAuthFailed)
 			s.fail(ctx, reasonAuthFailed)
 			return
 		}
-		s.cfg.Logins.Succeeded(user)
+		s.cfg.Logins.Succeeded(guardKey)
 	}
 
 	// A login storm takes turns: a login waits for a slot, in arrival order,
@@ -328,4 +332,12 @@ func (s *session) sendAcks(ctx actor.Context) {
 		UpTo:  s.ackedUpTo,
 	}}})
 	s.acks, s.ackedUpTo = nil, 0
+}
+
+// remoteHost returns the host part of a host:port address.
+func remoteHost(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }

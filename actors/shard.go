@@ -347,7 +347,7 @@ func (s *shard) finishKeys(ctx actor.Context, done *keyDone) {
 	case errors.Is(err, storage.ErrNotFound):
 		reply.Status = "not_found"
 	case errors.Is(err, storage.ErrPoolFull):
-		reply.Status, reply.Reason = "error", "one-time prekey pool is full"
+		reply.Status, reply.Reason, reply.Count = "error", "prekey_pool_full", uint32(done.result.Count)
 	case err != nil:
 		s.cfg.Logger.Warn("key op failed", "shard", s.identity, "user", done.req.User, "err", err)
 		reply.Status, reply.Reason = "error", reasonStoreFailed

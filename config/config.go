@@ -82,11 +82,13 @@ type Edge struct {
 	RedeliveryTimeout time.Duration `yaml:"redelivery_timeout"`
 	// Window is the maximum number of deliveries a connection may have
 	// written and not yet acknowledged. Further entries wait in the inbox
-	// until acknowledgements make room. Default 1000.
+	// until acknowledgements make room. Default 10000, the default inbox
+	// limit, so that a client that reads its whole backlog before it
+	// acknowledges anything still gets it.
 	Window int `yaml:"window"`
 	// WindowBytes is the maximum size in bytes of the deliveries a
 	// connection may have written and not yet acknowledged. Default
-	// 1048576 (1 MiB).
+	// 4194304 (4 MiB).
 	WindowBytes int `yaml:"window_bytes"`
 	// SlowTimeout is how long a connection whose window is full may go
 	// without acknowledging anything before it is closed as a slow
@@ -287,8 +289,8 @@ func Default() *Config {
 			WSPath:            "/ws",
 			LoginTimeout:      10 * time.Second,
 			RedeliveryTimeout: 5 * time.Second,
-			Window:            1000,
-			WindowBytes:       1 << 20,
+			Window:            10000,
+			WindowBytes:       4 << 20,
 			SlowTimeout:       30 * time.Second,
 			KeepAlive:         30 * time.Second,
 			DuplicateLogin:    "allow",

@@ -1991,6 +1991,8 @@ type GroupReply struct {
 	Group         string                 `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
 	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	Members       []string               `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
+	Member        string                 `protobuf:"bytes,6,opt,name=member,proto3" json:"member,omitempty"`                                     // add: the member added
+	AlreadyMember bool                   `protobuf:"varint,7,opt,name=already_member,json=alreadyMember,proto3" json:"already_member,omitempty"` // add: the user was a member already, and nobody was told
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2058,6 +2060,20 @@ func (x *GroupReply) GetMembers() []string {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *GroupReply) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *GroupReply) GetAlreadyMember() bool {
+	if x != nil {
+		return x.AlreadyMember
+	}
+	return false
 }
 
 // Flush asks a session to pass on the acks it has read and answer with a
@@ -2323,14 +2339,16 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\x06cipher\x18\b \x01(\fR\x06cipher\x12\x10\n" +
 	"\x03key\x18\t \x01(\fR\x03key\x12\x17\n" +
 	"\atime_ms\x18\n" +
-	" \x01(\x04R\x06timeMs\"\x86\x01\n" +
+	" \x01(\x04R\x06timeMs\"\xc5\x01\n" +
 	"\n" +
 	"GroupReply\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12 \n" +
 	"\x02op\x18\x02 \x01(\x0e2\x10.iris.v1.GroupOpR\x02op\x12\x14\n" +
 	"\x05group\x18\x03 \x01(\tR\x05group\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
-	"\amembers\x18\x05 \x03(\tR\amembers\"Y\n" +
+	"\amembers\x18\x05 \x03(\tR\amembers\x12\x16\n" +
+	"\x06member\x18\x06 \x01(\tR\x06member\x12%\n" +
+	"\x0ealready_member\x18\a \x01(\bR\ralreadyMember\"Y\n" +
 	"\x05Flush\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12&\n" +

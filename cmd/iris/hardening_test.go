@@ -55,7 +55,7 @@ func counter(t *testing.T, s *testServer, name string) uint64 {
 }
 
 func TestSlowReaderBoundedAndDisconnected(t *testing.T) {
-	s := startServer(t, append(highSendRate, "IRIS_EDGE_SLOW_TIMEOUT=2s")...)
+	s := startServer(t, append(highSendRate, "IRIS_EDGE_SLOW_TIMEOUT=2s", "IRIS_EDGE_WINDOW_BYTES=1048576")...)
 	const total = 10_000
 
 	// slowpoke logs in and then never reads.

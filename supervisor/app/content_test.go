@@ -456,3 +456,88 @@ func TestConnectionRateLimitedPerIP(t *testing.T) {
 		t.Errorf("conn_rejected = %d, want 1", n.Stats.ConnRejected.Load())
 	}
 }
+
+func TestRepeatedAddIsAnswered(t *testing.T) {
+	n := startNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ann := login(t, n, "tcp", "ann")
+	ben := login(t, n, "tcp", "ben")
+	gid, err := ann.CreateGroup(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := ann.AddGroupMember(gid, "ben"); err != nil {
+			t.Fatal(err)
+		}
+		if f := expect(t, ann, client.OpGroupMember); f.User != "ben" {
+			t.Fatalf("ann got %v, want ben's membership", f)
+		}
+	}
+	expect(t, ben, client.OpGroupMember) // told once, when added
+	quiet, cancelQuiet := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancelQuiet()
+	if f, err := ben.Next(quiet); err == nil {
+		t.Fatalf("ben was told again: %v", f)
+	}
+}
+
+func TestCBORMessageWithDuplicateKeysRejected(t *testing.T) {
+	n := startNode(t, nil)
+	alice := login(t, n, "tcp", "alice")
+	if err := alice.SendCBOR("bob", []byte{0xa2, 0x61, 0x74, 0x01, 0x61, 0x74, 0x02}); err != nil {
+		t.Fatal(err)
+	}
+	if f := expect(t, alice, client.OpError); f.Reason != "invalid_cbor" {
+		t.Fatalf("duplicate keys got %v, want invalid_cbor", f)
+	}
+	if err := alice.SendCBOR("bob", []byte{0xa1, 0x61, 0x74, 0x01}); err != nil {
+		t.Fatal(err)
+	}
+	bob := login(t, n, "tcp", "bob")
+	if f := expect(t, bob, client.OpReliable); !bytes.Equal(f.Msg, []byte{0xa1, 0x61, 0x74, 0x01}) {
+		t.Fatalf("bob got %x, want the valid map unchanged", f.Msg)
+	}
+}
+
+func TestPrekeyFetchesAreRateLimited(t *testing.T) {
+	n := startNode(t, func(c *config.Config) {
+		c.Limits.SendRate = 1
+		c.Limits.SendBurst = 2
+	})
+	kim := login(t, n, "tcp", "kim")
+	uploadBundle(t, kim, 50, 5)
+	lee := login(t, n, "tcp", "lee")
+	for range 2 {
+		if r := fetchBundle(t, lee, "kim"); r.OneTime == nil {
+			t.Fatal("fetch within the burst got no prekey")
+		}
+	}
+	if err := lee.WriteRaw([]byte{0x21, 0, 3, 'k', 'i', 'm'}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, lee, client.OpRateLimited)
+}
+
+func TestKeyUploadErrorReasons(t *testing.T) {
+	n := startNode(t, nil)
+	kim := login(t, n, "tcp", "kim")
+	bad, err := cbor.Marshal(map[string]any{"identity_key": key(1, 31), "signed_prekey": key(2, 32), "signed_prekey_signature": key(3, 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	raw, err := kim.UploadPrekeys(ctx, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply struct {
+		Status string `cbor:"status"`
+		Reason string `cbor:"reason"`
+	}
+	if err := cbor.Unmarshal(raw, &reply); err != nil || reply.Status != "error" || reply.Reason != "invalid_key_size" {
+		t.Fatalf("reply %+v (%v), want error invalid_key_size", reply, err)
+	}
+}

@@ -1,9 +1,11 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/iris-im/iris/config"
+	"github.com/iris-im/iris/gateway/auth"
 	"github.com/iris-im/iris/gateway/client"
 )
 
@@ -336,5 +339,45 @@ func TestLoginStormAllServedInTurn(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+func TestFailedLoginsBlockOnlyTheirAddress(t *testing.T) {
+	secret := "0123456789abcdef0123456789abcdef"
+	n := startNode(t, func(c *config.Config) {
+		c.Auth.Required = true
+		c.Auth.JWTSecret = config.Secret(secret)
+		c.Limits.LoginFailures = 2
+	})
+	good, err := auth.Sign([]byte(secret), "", "mallory", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// rawLogin logs mallory in from the given local address and returns
+	// the server's first frame.
+	rawLogin := func(from, token string) []byte {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", n.TCPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("\x01mallory:" + token)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 64)
+		k, _ := c.Read(buf)
+		return buf[:k]
+	}
+	for range 2 {
+		rawLogin("127.0.0.2", "bad")
+	}
+	if got := rawLogin("127.0.0.2", good); !bytes.Contains(got, []byte("too_many_login_failures")) {
+		t.Fatalf("login from the failing address = %q, want too_many_login_failures", got)
+	}
+	if got := rawLogin("127.0.0.1", good); !bytes.HasPrefix(got, []byte("\x03LOGIN_OK")) {
+		t.Fatalf("login from another address = %q, want LOGIN_OK", got)
 	}
 }
