@@ -56,6 +56,11 @@ type Node struct {
 	// Name identifies the node, for example in logs. Default: the host
 	// name, filled in by Load and Default when the value is empty.
 	Name string `yaml:"name"`
+	// Environment is "development" or "production". In production the
+	// node refuses to start with unsafe settings: logins without a token,
+	// no JWT secret, or client listeners without TLS. Default
+	// "development".
+	Environment string `yaml:"environment"`
 }
 
 // Log contains the settings of the slog logger.
@@ -104,6 +109,9 @@ type Edge struct {
 	// "replace" closes the older sessions once they have passed on their
 	// acknowledgements. Default "allow".
 	DuplicateLogin string `yaml:"duplicate_login"`
+	// TLS, when its files are set, makes both client listeners speak TLS
+	// 1.2 or later (1.3 when the client offers it) on their usual ports.
+	TLS EdgeTLS `yaml:"tls"`
 	// WriteTimeout is the deadline of one write to a client. Default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout is how long a connection may send nothing before the
@@ -112,11 +120,23 @@ type Edge struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
+// EdgeTLS contains the certificate of the client listeners.
+type EdgeTLS struct {
+	// CertFile is the PEM file of the certificate chain. Default "": no
+	// TLS.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM file of the certificate's private key. Default "".
+	KeyFile string `yaml:"key_file"`
+}
+
 // Admin contains the settings of the admin HTTP server (/healthz, /readyz,
 // /stats, /metrics).
 type Admin struct {
 	// Addr is the host:port of the admin HTTP server. Default ":9090".
 	Addr string `yaml:"addr"`
+	// Pprof serves Go's profiler under /debug/pprof/ on the admin server.
+	// Default false: profiles reveal internals and cost CPU while taken.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Auth contains the settings of JWT login.
@@ -281,7 +301,7 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 // it equal to the embedded iris.yaml.
 func Default() *Config {
 	cfg := &Config{
-		Node: Node{Role: RoleAll, DataDir: "./data"},
+		Node: Node{Role: RoleAll, DataDir: "./data", Environment: "development"},
 		Log:  Log{Level: "info", Format: "text"},
 		Edge: Edge{
 			TCPAddr:           ":8085",

@@ -27,14 +27,24 @@ func collectSettings(t reflect.Type) []setting {
 	var out []setting
 	for i := range t.NumField() {
 		section := t.Field(i)
-		sectionKey := yamlName(section)
-		for j := range section.Type.NumField() {
-			field := section.Type.Field(j)
-			out = append(out, setting{
-				key:   sectionKey + "." + yamlName(field),
-				index: []int{i, j},
-			})
+		out = appendSettings(out, section.Type, yamlName(section), []int{i})
+	}
+	return out
+}
+
+// appendSettings adds the keys of struct t, whose own key is prefix, to
+// out. A struct field is a subsection (such as edge.tls) whose keys nest one
+// level further.
+func appendSettings(out []setting, t reflect.Type, prefix string, index []int) []setting {
+	for j := range t.NumField() {
+		field := t.Field(j)
+		key := prefix + "." + yamlName(field)
+		path := append(append([]int(nil), index...), j)
+		if field.Type.Kind() == reflect.Struct {
+			out = appendSettings(out, field.Type, key, path)
+			continue
 		}
+		out = append(out, setting{key: key, index: path})
 	}
 	return out
 }

@@ -197,28 +197,7 @@ func parseYAML(data []byte, name string) (values map[string]any, lines map[strin
 			continue
 		}
 
-		for j := 0; j+1 < len(body.Content); j += 2 {
-			keyNode, valueNode := body.Content[j], body.Content[j+1]
-			key := section + "." + keyNode.Value
-			if first, dup := lines[key]; dup {
-				report(key, keyNode, fmt.Errorf("duplicate key, first defined on line %d", first))
-				continue
-			}
-			if _, ok := settingByKey[key]; !ok {
-				report(key, keyNode, unknownKeyError(key))
-				continue
-			}
-			lines[key] = keyNode.Line
-			if isNull(valueNode) {
-				continue
-			}
-			var value any
-			if err := valueNode.Decode(&value); err != nil {
-				report(key, valueNode, err)
-				continue
-			}
-			values[key] = value
-		}
+		parseMapping(section, body, values, lines, report)
 	}
 	if len(problems) > 0 {
 		return nil, nil, &ValidationError{Errors: problems}
@@ -226,17 +205,70 @@ func parseYAML(data []byte, name string) (values map[string]any, lines map[strin
 	return values, lines, nil
 }
 
+// parseMapping reads the keys of one mapping whose dotted key is prefix
+// into values and lines. A key that starts a subsection (such as edge.tls)
+// is read as a nested mapping.
+func parseMapping(prefix string, body *yaml.Node, values map[string]any, lines map[string]int, report func(string, *yaml.Node, error)) {
+	for j := 0; j+1 < len(body.Content); j += 2 {
+		keyNode, valueNode := body.Content[j], body.Content[j+1]
+		key := prefix + "." + keyNode.Value
+		if first, dup := lines[key]; dup {
+			report(key, keyNode, fmt.Errorf("duplicate key, first defined on line %d", first))
+			continue
+		}
+		lines[key] = keyNode.Line
+		if _, ok := settingByKey[key]; !ok {
+			if !isSubsection(key) {
+				report(key, keyNode, unknownKeyError(key))
+				continue
+			}
+			if isNull(valueNode) {
+				continue
+			}
+			if valueNode.Kind != yaml.MappingNode {
+				report(key, valueNode, fmt.Errorf("expected a mapping of keys, found a %s", kindName(valueNode)))
+				continue
+			}
+			parseMapping(key, valueNode, values, lines, report)
+			continue
+		}
+		if isNull(valueNode) {
+			continue
+		}
+		var value any
+		if err := valueNode.Decode(&value); err != nil {
+			report(key, valueNode, err)
+			continue
+		}
+		values[key] = value
+	}
+}
+
+// isSubsection reports whether key is the prefix of a setting's key.
+func isSubsection(key string) bool {
+	for _, s := range settings {
+		if strings.HasPrefix(s.key, key+".") {
+			return true
+		}
+	}
+	return false
+}
+
 // nest turns flat dotted keys into the nested maps that viper merges.
 func nest(flat map[string]any) map[string]any {
 	out := make(map[string]any)
 	for key, value := range flat {
-		section, name, _ := strings.Cut(key, ".")
-		inner, ok := out[section].(map[string]any)
-		if !ok {
-			inner = make(map[string]any)
-			out[section] = inner
+		parts := strings.Split(key, ".")
+		m := out
+		for _, part := range parts[:len(parts)-1] {
+			inner, ok := m[part].(map[string]any)
+			if !ok {
+				inner = make(map[string]any)
+				m[part] = inner
+			}
+			m = inner
 		}
-		inner[name] = value
+		m[parts[len(parts)-1]] = value
 	}
 	return out
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/iris-im/iris/gateway/tlstest"
 )
 
 // clearEnv blanks every IRIS_ variable for the test. Load treats an empty
@@ -80,15 +82,19 @@ func TestEmbeddedFileDocumentsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	documented := make(map[string]bool)
-	root := doc.Content[0]
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		section, body := root.Content[i], root.Content[i+1]
+	var walk func(prefix string, body *yaml.Node)
+	walk = func(prefix string, body *yaml.Node) {
 		for j := 0; j+1 < len(body.Content); j += 2 {
-			key := body.Content[j]
+			key, value := body.Content[j], body.Content[j+1]
+			if value.Kind == yaml.MappingNode {
+				walk(prefix+key.Value+".", value)
+				continue
+			}
 			comment := strings.TrimSpace(key.HeadComment + key.LineComment)
-			documented[section.Value+"."+key.Value] = comment != ""
+			documented[prefix+key.Value] = comment != ""
 		}
 	}
+	walk("", doc.Content[0])
 
 	for _, s := range settings {
 		hasComment, present := documented[s.key]
@@ -456,6 +462,9 @@ func TestLoadFillsNodeName(t *testing.T) {
 func TestProductionExampleLoads(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("IRIS_AUTH_JWT_SECRET", testSecret)
+	certFile, keyFile, _ := tlstest.WriteSelfSigned(t)
+	t.Setenv("IRIS_EDGE_TLS_CERT_FILE", certFile)
+	t.Setenv("IRIS_EDGE_TLS_KEY_FILE", keyFile)
 
 	cfg, err := Load(LoadOptions{File: "prod.yaml"})
 	if err != nil {
@@ -509,5 +518,37 @@ func TestUnknownEnvironmentVariableRejected(t *testing.T) {
 	_, err := Load(LoadOptions{})
 	if !errors.Is(err, ErrUnknownKey) || !strings.Contains(err.Error(), "IRIS_EDGE_TCP_ADR") {
 		t.Fatalf("Load with a misspelt variable = %v, want an unknown-key error naming IRIS_EDGE_TCP_ADR", err)
+	}
+}
+
+func TestProductionRefusesUnsafeSettings(t *testing.T) {
+	cert, key, _ := tlstest.WriteSelfSigned(t)
+	safe := func(c *Config) {
+		c.Node.Environment = "production"
+		c.Auth.Required = true
+		c.Auth.JWTSecret = Secret(strings.Repeat("s", 32))
+		c.Edge.TLS.CertFile, c.Edge.TLS.KeyFile = cert, key
+	}
+	for _, tc := range []struct {
+		key    string
+		unsafe func(*Config)
+	}{
+		{"auth.required", func(c *Config) { c.Auth.Required = false }},
+		{"auth.jwt_secret", func(c *Config) { c.Auth.JWTSecret = "" }},
+		{"auth.jwt_secret", func(c *Config) { c.Auth.JWTSecret = "short" }},
+		{"edge.tls.cert_file", func(c *Config) { c.Edge.TLS = EdgeTLS{} }},
+		{"edge.tls.cert_file", func(c *Config) { c.Edge.TLS.CertFile = filepath.Join(t.TempDir(), "missing.pem") }},
+		{"edge.tls.key_file", func(c *Config) { c.Edge.TLS.KeyFile = "" }},
+	} {
+		c := Default()
+		safe(c)
+		if err := c.Validate(); err != nil {
+			t.Fatalf("safe production config rejected: %v", err)
+		}
+		tc.unsafe(c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("unsafe %s: Validate = %v, want an error naming %s", tc.key, err, tc.key)
+		}
 	}
 }

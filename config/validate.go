@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"reflect"
@@ -104,6 +105,10 @@ func (c *Config) validate(sources map[string]string) error {
 		v.fail("router.pool_size", "must be 0 (2 × GOMAXPROCS) or more, got %d", c.Router.PoolSize)
 	}
 	c.validatePorts(v)
+	c.validateTLS(v)
+	if c.Node.Environment == "production" {
+		c.validateProduction(v)
+	}
 
 	if len(v.errs) > 0 {
 		return &ValidationError{Errors: v.errs}
@@ -116,6 +121,7 @@ func (c *Config) validateNode(v *checker) {
 	if strings.TrimSpace(c.Node.DataDir) == "" {
 		v.fail("node.data_dir", "must not be empty")
 	}
+	v.oneOf("node.environment", c.Node.Environment, "development", "production")
 	if c.Node.Name == "" {
 		v.fail("node.name", "must not be empty")
 	} else if strings.ContainsFunc(c.Node.Name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
@@ -322,5 +328,38 @@ func (v *checker) address(key, addr string) {
 	port, err := strconv.Atoi(portText)
 	if err != nil || port < 0 || port > 65535 {
 		v.fail(key, "invalid port %q in %q: expected a number from 0 to 65535", portText, addr)
+	}
+}
+
+// validateTLS checks that the client listeners' certificate and key come
+// together and load.
+func (c *Config) validateTLS(v *checker) {
+	t := c.Edge.TLS
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+		return
+	case t.CertFile == "":
+		v.fail("edge.tls.cert_file", "must be set when edge.tls.key_file is")
+		return
+	case t.KeyFile == "":
+		v.fail("edge.tls.key_file", "must be set when edge.tls.cert_file is")
+		return
+	}
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		v.fail("edge.tls.cert_file", "cannot load the certificate with edge.tls.key_file: %v", err)
+	}
+}
+
+// validateProduction refuses settings that are unsafe on a production
+// node, naming the key to fix.
+func (c *Config) validateProduction(v *checker) {
+	if !c.Auth.Required {
+		v.fail("auth.required", "must be true when node.environment is production: without it anyone can log in as anyone")
+	}
+	if c.Auth.JWTSecret == "" {
+		v.fail("auth.jwt_secret", "must be set when node.environment is production (at least 32 random bytes, for example from IRIS_AUTH_JWT_SECRET)")
+	}
+	if c.Node.Role.RunsEdge() && (c.Edge.TLS.CertFile == "" || c.Edge.TLS.KeyFile == "") {
+		v.fail("edge.tls.cert_file", "must be set, with edge.tls.key_file, when node.environment is production: client traffic would be plain text")
 	}
 }

@@ -5,6 +5,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ type ListenerConfig struct {
 	WriteTimeout time.Duration // deadline of each write to a client
 	ReadBuffer   int           // bytes read from a connection at once
 	Conns        *ConnCounter  // open connection limits, shared by a node's listeners; nil is no limit
+	TLS          *tls.Config   // when set, the listener speaks TLS
 	KeepAlive    time.Duration // idle time before TCP keepalive probes; 0 turns them off
 	MaxWSMessage int           // max payload of one WebSocket message
 
@@ -112,8 +114,11 @@ func (l *listener) listen(ctx actor.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s listener: %w", l.cfg.Transport, err)
 	}
-	l.ln = ln
 	bound := ln.Addr().String()
+	if l.cfg.TLS != nil {
+		ln = tls.NewListener(ln, l.cfg.TLS)
+	}
+	l.ln = ln
 	l.cfg.bound.Store(&bound)
 	l.stop = make(chan struct{})
 

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -75,6 +76,16 @@ func serveTCP(cfg *ListenerConfig, c net.Conn) {
 		defer cfg.Conns.Release(ip) // counted by admitTCP
 	}
 	setKeepAlive(c, cfg.KeepAlive)
+	if tc, ok := c.(*tls.Conn); ok {
+		// Finish the handshake before a session exists, within a deadline,
+		// so that a client that never completes it holds nothing.
+		_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			_ = c.Close()
+			return
+		}
+		_ = tc.SetDeadline(time.Time{})
+	}
 	conn := newTCPConn(c, cfg.WriteTimeout)
 	pid, err := cfg.Start(conn)
 	if err != nil {
@@ -114,6 +125,9 @@ func readLoop(system *actor.ActorSystem, pid *actor.PID, conn *tcpConn, size int
 // three probes idle/3 apart, so a peer whose network vanished (no FIN, no
 // RST) is dropped about 2×idle after it fell silent, and its session ends.
 func setKeepAlive(c net.Conn, idle time.Duration) {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return
@@ -124,3 +138,6 @@ func setKeepAlive(c net.Conn, idle time.Duration) {
 	}
 	_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: idle, Interval: max(idle/3, time.Second), Count: 3})
 }
+
+// handshakeTimeout bounds a client's TLS handshake.
+const handshakeTimeout = 10 * time.Second

@@ -94,9 +94,29 @@ func freeAddr(t *testing.T) string {
 
 func (s *testServer) start() {
 	s.t.Helper()
+	// A port found free a moment ago can be taken by another process
+	// before the server binds it; then the server exits at once, and the
+	// start is tried again on fresh ports.
+	for attempt := 1; ; attempt++ {
+		err := s.startOnce()
+		if err == nil {
+			return
+		}
+		if attempt == 3 || !errors.Is(err, errExitedEarly) {
+			s.logTail()
+			s.t.Fatal(err)
+		}
+		s.tcpAddr, s.wsAddr, s.adminAddr = freeAddr(s.t), freeAddr(s.t), freeAddr(s.t)
+	}
+}
+
+// errExitedEarly is a server that ended before it accepted connections.
+var errExitedEarly = errors.New("iris start exited early")
+
+func (s *testServer) startOnce() error {
 	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		s.t.Fatal(err)
+		return err
 	}
 	defer logFile.Close()
 	fmt.Fprintf(logFile, "e2e: iris start at %s\n", time.Now().Format(time.RFC3339Nano))
@@ -110,7 +130,7 @@ func (s *testServer) start() {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("starting %s failed: %v", irisBinary, err)
+		return fmt.Errorf("starting %s failed: %w", irisBinary, err)
 	}
 	s.cmd = cmd
 	s.exited = make(chan struct{})
@@ -135,15 +155,14 @@ func (s *testServer) start() {
 		})
 		select {
 		case <-s.exited:
-			s.logTail()
-			s.t.Fatalf("iris start exited early: %v", s.cmd.ProcessState)
+			return fmt.Errorf("%w: %v", errExitedEarly, s.cmd.ProcessState)
 		default:
 		}
 		if !ready {
-			s.logTail()
-			s.t.Fatalf("iris start did not accept connections on %s within 15 s", addr)
+			return fmt.Errorf("iris start did not accept connections on %s within 15 s", addr)
 		}
 	}
+	return nil
 }
 
 // stop sends SIGTERM to the server's pid and SIGKILL if it is still running

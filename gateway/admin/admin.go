@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"time"
 
@@ -29,7 +30,9 @@ type Config struct {
 	Tree  func() (supervisor.Node, error) // the node's supervision tree
 	// Supervision counts restarts, escalations and shutdowns in the tree.
 	Supervision *supervisor.Events
-	Logger      *slog.Logger
+	// Pprof serves net/http/pprof under /debug/pprof/.
+	Pprof  bool
+	Logger *slog.Logger
 }
 
 // Server is a running admin server.
@@ -59,6 +62,13 @@ func Start(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /stats", s.stats)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

@@ -19,6 +19,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -59,6 +60,7 @@ type Node struct {
 	member      *memberRef
 	tcp, ws     *gateway.ListenerConfig
 	routers     *actors.RouterPool
+	tlsConfig   *tls.Config // of the client listeners; nil without edge.tls
 	overload    *actors.Overload
 	adminAddr   atomic.Pointer[string]
 	activations atomic.Int64
@@ -76,6 +78,10 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	if err := ensureDataDir(cfg.Node.DataDir, logger); err != nil {
 		return nil, err
 	}
+	tlsConfig, err := listenerTLS(cfg.Edge.TLS)
+	if err != nil {
+		return nil, err
+	}
 
 	n := &Node{
 		cfg:         cfg,
@@ -83,6 +89,7 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 		Stats:       &actors.Stats{},
 		Supervision: supervisor.NewEvents(),
 		store:       &storeRef{},
+		tlsConfig:   tlsConfig,
 		member:      &memberRef{},
 		done:        make(chan struct{}),
 	}
@@ -256,6 +263,7 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 	conns := gateway.NewConnCounter(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
 	n.tcp = n.listenerConfig("tcp", cfg.Edge.TCPAddr, startSession, ipLimit, conns)
 	n.ws = n.listenerConfig("ws", cfg.Edge.WSAddr, startSession, ipLimit, conns)
+	n.tcp.TLS, n.ws.TLS = n.tlsConfig, n.tlsConfig
 
 	return supervisor.Spec{
 		Strategy:  supervisor.OneForOne,
@@ -307,6 +315,7 @@ func (n *Node) adminSpec() supervisor.ChildSpec {
 		Ready:       n.ready.Load,
 		Tree:        n.Tree,
 		Supervision: n.Supervision,
+		Pprof:       n.cfg.Admin.Pprof,
 		Logger:      n.logger.With("component", "admin"),
 	}
 	return supervisor.ChildSpec{
@@ -358,6 +367,19 @@ func (n *Node) AdminAddr() net.Addr {
 		return tcpAddr(*p)
 	}
 	return nil
+}
+
+// listenerTLS loads the client listeners' certificate. TLS 1.2 is the
+// oldest version accepted; Go negotiates 1.3 with clients that offer it.
+func listenerTLS(t config.EdgeTLS) (*tls.Config, error) {
+	if t.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("edge.tls.cert_file: load %s with %s: %w", t.CertFile, t.KeyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func tcpAddr(s string) net.Addr {

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/iris-im/iris/config"
 	"github.com/iris-im/iris/gateway/auth"
 	"github.com/iris-im/iris/gateway/client"
+	"github.com/iris-im/iris/gateway/tlstest"
 )
 
 func TestSend2CIDReusedForAnotherTarget(t *testing.T) {
@@ -379,5 +381,44 @@ func TestFailedLoginsBlockOnlyTheirAddress(t *testing.T) {
 	}
 	if got := rawLogin("127.0.0.1", good); !bytes.HasPrefix(got, []byte("\x03LOGIN_OK")) {
 		t.Fatalf("login from another address = %q, want LOGIN_OK", got)
+	}
+}
+
+func TestTLSListenersRefusePlaintext(t *testing.T) {
+	certFile, keyFile, roots := tlstest.WriteSelfSigned(t)
+	n := startNode(t, func(c *config.Config) {
+		c.Edge.TLS = config.EdgeTLS{CertFile: certFile, KeyFile: keyFile}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	clientTLS := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+
+	for _, tc := range []struct{ transport, addr string }{
+		{"tcp", n.TCPAddr().String()},
+		{"ws", n.WSAddr().String()},
+	} {
+		c, err := client.Dial(ctx, tc.transport, tc.addr, client.WithTLS(clientTLS))
+		if err != nil {
+			t.Fatalf("%s over TLS: %v", tc.transport, err)
+		}
+		if err := c.Login(ctx, "tls-"+tc.transport); err != nil {
+			t.Fatalf("%s login over TLS: %v", tc.transport, err)
+		}
+		_ = c.Close()
+
+		plain, err := client.Dial(ctx, tc.transport, tc.addr)
+		if err == nil {
+			if err := plain.Login(ctx, "plain-"+tc.transport); err == nil {
+				t.Errorf("%s: a plaintext client logged in on a TLS listener", tc.transport)
+			}
+			_ = plain.Close()
+		}
+	}
+
+	old := &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: tls.VersionTLS11}
+	conn, err := tls.Dial("tcp", n.TCPAddr().String(), old)
+	if err == nil {
+		conn.Close()
+		t.Error("a TLS 1.1 client completed a handshake")
 	}
 }

@@ -221,3 +221,17 @@ func httpGet(t *testing.T, url string) string {
 	}
 	return string(body)
 }
+
+func TestPprofOnlyWhenEnabled(t *testing.T) {
+	for _, enabled := range []bool{false, true} {
+		n := startNode(t, func(c *config.Config) { c.Admin.Pprof = enabled })
+		resp, err := http.Get("http://" + n.AdminAddr().String() + "/debug/pprof/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.StatusCode == http.StatusOK; got != enabled {
+			t.Errorf("admin.pprof %v: /debug/pprof/ status %d", enabled, resp.StatusCode)
+		}
+	}
+}
