@@ -33,3 +33,47 @@ proto:
 
 clean:
 	rm -rf bin
+
+# A short standard benchmark set: the Go micro benchmarks, then `iris bench`
+# runs against a server that this target starts on free 127.0.0.1 ports with
+# a temporary data directory and stops by process id. Results go to
+# bench-results/. The server gets the limits a load run needs lifted.
+BENCH_OUT ?= bench-results
+BENCH_TIME ?= 500ms
+BENCH_DURATION ?= 6s
+BENCH_IDLE_CONNS ?= 2000
+
+.PHONY: bench
+bench: build
+	@mkdir -p $(BENCH_OUT)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCH_TIME) \
+		./gateway/wire ./gateway/client ./storage ./supervisor/app | tee $(BENCH_OUT)/micro.txt
+	@set -e; \
+	dir=$$(mktemp -d); \
+	IRIS_LIMITS_SEND_RATE=1000000 IRIS_LIMITS_SEND_BURST=1000000 \
+	IRIS_LIMITS_CONN_RATE=0 IRIS_LIMITS_CONN_BURST=0 IRIS_LIMITS_MAX_CONNECTIONS_PER_IP=1000000 IRIS_LOG_LEVEL=info \
+		./bin/iris start --data-dir $$dir/data --tcp-addr 127.0.0.1:0 --ws-addr 127.0.0.1:0 \
+		--admin-addr 127.0.0.1:0 >$$dir/server.log 2>&1 & \
+	pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf $$dir' EXIT; \
+	for i in $$(seq 50); do grep -q 'node started' $$dir/server.log && break; sleep 0.1; done; \
+	tcp=$$(sed -n 's/.*msg="node started".* tcp=\([^ ]*\).*/\1/p' $$dir/server.log); \
+	ws=$$(sed -n 's/.*msg="node started".* ws=\([^ ]*\).*/\1/p' $$dir/server.log); \
+	admin=$$(sed -n 's/.*msg="node started".* admin=\([^ ]*\).*/\1/p' $$dir/server.log); \
+	test -n "$$tcp" || { echo "bench: the server did not start:"; cat $$dir/server.log; exit 1; }; \
+	run() { name=$$1; shift; echo "== $$name: iris bench $$*"; \
+		./bin/iris bench --admin $$admin --json "$$@" >$(BENCH_OUT)/$$name.json || status=1; \
+		grep -E '"(logged_in|delivered_per_second|accepted_per_second|p99_ms|lost|heap_bytes_per_conn|rss_bytes_per_conn)"' \
+			$(BENCH_OUT)/$$name.json || true; }; \
+	status=0; \
+	run idle-$(BENCH_IDLE_CONNS) --addr $$tcp --mode idle --conns $(BENCH_IDLE_CONNS) --duration 5s; \
+	run login-storm-2000 --addr $$tcp --mode login-storm --conns 2000 --concurrency 200; \
+	run v1-tcp-100pairs --addr $$tcp --conns 200 --duration $(BENCH_DURATION); \
+	run v1-ws-100pairs --addr $$ws --transport ws --conns 200 --duration $(BENCH_DURATION); \
+	run v1-tcp-50pairs --addr $$tcp --conns 100 --duration $(BENCH_DURATION); \
+	run v1-tcp-100pairs-inflight32 --addr $$tcp --conns 200 --inflight 32 --duration $(BENCH_DURATION); \
+	run v2-tcp-100pairs --addr $$tcp --protocol v2 --conns 200 --duration $(BENCH_DURATION); \
+	run v2-tcp-100pairs-inflight32 --addr $$tcp --protocol v2 --conns 200 --inflight 32 --duration $(BENCH_DURATION); \
+	run v2-ws-100pairs-inflight32 --addr $$ws --transport ws --protocol v2 --conns 200 --inflight 32 --duration $(BENCH_DURATION); \
+	echo "results in $(BENCH_OUT)/"; \
+	exit $$status

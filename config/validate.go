@@ -181,10 +181,12 @@ func (c *Config) validateAuth(v *checker) {
 // zeroDisablesLimit lists the limits for which 0 turns the limit off, so
 // they need only be 0 or more.
 var zeroDisablesLimit = map[string]bool{
-	"limits.conn_rate":            true,
-	"limits.conn_burst":           true,
-	"limits.login_failures":       true,
-	"limits.login_failure_window": true,
+	"limits.conn_rate":              true,
+	"limits.conn_burst":             true,
+	"limits.login_failures":         true,
+	"limits.login_failure_window":   true,
+	"limits.max_connections":        true,
+	"limits.max_connections_per_ip": true,
 }
 
 // validateLimits requires every limit to be positive, or not negative where

@@ -278,3 +278,15 @@ func TestEffectivePoolSize(t *testing.T) {
 		t.Errorf("pool_size 3: got %d", got)
 	}
 }
+
+func TestZeroDisablesConnectionMaximums(t *testing.T) {
+	c := Default()
+	c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP = 0, 0
+	if err := c.Validate(); err != nil {
+		t.Fatalf("0 (no limit) for the connection maximums rejected: %v", err)
+	}
+	c.Limits.MaxConnectionsPerIP = -1
+	if err := c.Validate(); err == nil {
+		t.Fatal("a negative limits.max_connections_per_ip was accepted")
+	}
+}
