@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 
 PROTO_FILES := $(wildcard actors/irispb/*.proto)
 
-.PHONY: build run test fmt vet proto clean
+.PHONY: build run test fmt vet proto clean fuzz
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/iris ./cmd/iris
@@ -17,7 +17,17 @@ run: build
 	./bin/iris start
 
 test: vet
-	$(GO) test -race -timeout 14m ./...
+	$(GO) test -race -timeout 12m ./...
+	$(MAKE) fuzz
+
+# Each fuzz target runs for FUZZTIME on top of its committed seed corpus.
+# `go test -fuzz` takes one target and one package at a time.
+FUZZTIME ?= 5s
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME) ./gateway/wire
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshalOps$$' -fuzztime $(FUZZTIME) ./storage
+	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) ./supervisor/app
 
 fmt:
 	$(GO) fmt ./...

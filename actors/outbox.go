@@ -55,8 +55,11 @@ type targetOrder struct {
 // Timing of resends. A reply normally takes one fsync, so these only fire
 // when an actor on the path crashed with the request in its mailbox.
 const (
-	sendRetryAfter    = time.Second     // first wait for a reply
-	maxSendRetryAfter = 8 * time.Second // each further try waits twice as long, up to this
+	// First wait for a reply. It is long compared with a commit, because a
+	// retry under load only adds work: one second was seen to resubmit
+	// nearly every append of a burst.
+	sendRetryAfter    = 5 * time.Second
+	maxSendRetryAfter = 30 * time.Second // each further try waits twice as long, up to this
 	resendGuard       = 100 * time.Millisecond
 )
 

@@ -42,6 +42,7 @@ type SessionConfig struct {
 	Window            int           // max unacknowledged deliveries written to a connection
 	WindowBytes       int           // max bytes of unacknowledged deliveries
 	SlowTimeout       time.Duration // a full window without acks for this long closes the connection
+	FrameTimeout      time.Duration // an unfinished frame without new bytes for this long closes the connection
 	FetchPage         int           // inbox entries requested per page at login
 
 	AuthRequired bool
@@ -70,6 +71,7 @@ type ConnClosed struct{ Err error }
 
 type loginTimeout struct{}
 type loginGraceOver struct{}
+type frameTimeout struct{ at time.Time }
 type redeliveryTick struct{}
 type sendRetryTick struct{}
 
@@ -137,6 +139,7 @@ type session struct {
 	acks          []*irispb.AckItem // v1 acks gathered while handling one read
 	ackedUpTo     uint64            // v2 cumulative ack gathered while handling one read
 
+	lastRead        time.Time // when the last bytes from the client arrived
 	loginTimer      *time.Timer
 	redeliveryTimer *time.Timer
 	closing         bool
@@ -165,6 +168,13 @@ func (s *session) Receive(ctx actor.Context) {
 	case *loginTimeout:
 		if s.profile == profileNone {
 			s.fail(ctx, "login_timeout")
+		}
+	case *frameTimeout:
+		// Still the same unfinished frame: no byte arrived since the timer
+		// was set (a later read would have set lastRead after msg.at).
+		if s.decoder.Buffered() && !s.lastRead.After(msg.at) && !s.closing {
+			s.cfg.Stats.BadFrames.Add(1)
+			s.fail(ctx, reasonFrameTimeout)
 		}
 	case *loginGraceOver:
 		if s.profile == profileNone && s.decoder.PendingLogin() {
@@ -267,6 +277,14 @@ func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
 	}
 	s.sendAcks(ctx)
 	s.afterAcks(ctx)
+
+	// A client that stops in the middle of a frame holds its buffer; give
+	// it FrameTimeout to send the rest.
+	s.lastRead = time.Now()
+	if s.decoder.Buffered() && s.cfg.FrameTimeout > 0 {
+		self, root, at := s.self, s.sys.Root, s.lastRead
+		time.AfterFunc(s.cfg.FrameTimeout, func() { root.Send(self, &frameTimeout{at: at}) })
+	}
 
 	if s.profile == profileNone && s.decoder.PendingLogin() {
 		self, root := s.self, s.sys.Root

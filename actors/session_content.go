@@ -165,6 +165,10 @@ const (
 // prekeys to the stored bundle; with an empty list it only reports the pool
 // size, which is how a client learns that its pool is running low.
 func (s *session) uploadKeys(ctx actor.Context, f *wire.Frame) {
+	if wait, ok := s.bucket.Take(1); !ok { // an upload changes the store
+		s.rateLimited(false, 0, wait)
+		return
+	}
 	var up bundleUpload
 	if err := cborLimits.Unmarshal(f.Bundle, &up); err != nil {
 		s.writeKeyError("invalid_cbor")
@@ -257,6 +261,13 @@ func (s *session) groupRequest(ctx actor.Context, req *irispb.GroupRequest) {
 
 // handleGroupFrame turns a group frame into a request to the group grain.
 func (s *session) handleGroupFrame(ctx actor.Context, f *wire.Frame) {
+	if f.Op == wire.OpGroupCreate || f.Op == wire.OpGroupLeave || f.Op == wire.OpGroupAddMember {
+		// Each changes the store, so each costs a token like a send.
+		if wait, ok := s.bucket.Take(1); !ok {
+			s.rateLimited(false, 0, wait)
+			return
+		}
+	}
 	switch f.Op {
 	case wire.OpGroupCreate:
 		s.groupRequest(ctx, &irispb.GroupRequest{Op: irispb.GroupOp_GROUP_OP_CREATE, Group: newGroupID(), Name: string(f.Name)})

@@ -26,6 +26,7 @@ const (
 	reasonSlowConsumer    = "slow_consumer"
 	reasonReplaced        = "replaced_by_new_login"
 	reasonServerBusy      = "server_busy"
+	reasonFrameTimeout    = "frame_timeout"
 
 	// reasonOutOfOrder is never sent to a client: the session resends the
 	// appends of that target in order.
@@ -304,9 +305,15 @@ func (s *session) ackByID(id []byte) {
 	}
 	seq := binary.BigEndian.Uint64(id[:8])
 	tag := binary.BigEndian.Uint64(id[8:])
-	if p, ok := s.pending[seq]; ok && p.entry.Tag == tag {
-		s.forget(seq)
+	p, ok := s.pending[seq]
+	if !ok || p.entry.Tag != tag {
+		// Not an id this connection has outstanding: a repeat, or made up.
+		// Dropping it here keeps a flood of ACKs from becoming store work;
+		// an entry of an earlier connection is written again and acked then.
+		s.cfg.Stats.AcksIgnored.Add(1)
+		return
 	}
+	s.forget(seq)
 	s.acks = append(s.acks, &irispb.AckItem{Seq: seq, Tag: tag})
 }
 

@@ -25,6 +25,7 @@ type Stats struct {
 	StatusShed    atomic.Uint64 // presence queries refused under overload
 	ReceiptShed   atomic.Uint64 // read receipts dropped under overload
 	Relayed       atomic.Uint64 // typing states and receipts pushed to a live session
+	AcksIgnored   atomic.Uint64 // v1 acks of ids the connection has not outstanding
 	SlowConsumers atomic.Uint64 // connections closed because they stopped acknowledging
 	LoginsOK      atomic.Uint64
 	LoginsFailed  atomic.Uint64

@@ -99,6 +99,10 @@ type Edge struct {
 	// without acknowledging anything before it is closed as a slow
 	// consumer; its entries stay in the inbox. Default 30s.
 	SlowTimeout time.Duration `yaml:"slow_timeout"`
+	// FrameTimeout is how long a client may leave a frame unfinished
+	// without sending more bytes before its connection is closed, so that
+	// partial frames cannot hold receive buffers forever. Default 30s.
+	FrameTimeout time.Duration `yaml:"frame_timeout"`
 	// KeepAlive is the idle time after which the server starts TCP
 	// keepalive probes on a client connection; a peer that answers none of
 	// three probes, KeepAlive/3 apart, is dropped, so a vanished network
@@ -313,6 +317,7 @@ func Default() *Config {
 			WindowBytes:       4 << 20,
 			SlowTimeout:       30 * time.Second,
 			KeepAlive:         30 * time.Second,
+			FrameTimeout:      30 * time.Second,
 			DuplicateLogin:    "allow",
 			WriteTimeout:      10 * time.Second,
 		},

@@ -140,6 +140,7 @@ func (c *Config) validateEdge(v *checker) {
 	v.positive("edge.window", c.Edge.Window)
 	v.positive("edge.window_bytes", c.Edge.WindowBytes)
 	v.positiveDuration("edge.slow_timeout", c.Edge.SlowTimeout)
+	v.positiveDuration("edge.frame_timeout", c.Edge.FrameTimeout)
 	v.positive("limits.login_concurrency", c.Limits.LoginConcurrency)
 	v.oneOf("edge.duplicate_login", c.Edge.DuplicateLogin, "allow", "replace")
 	v.positiveDuration("edge.write_timeout", c.Edge.WriteTimeout)

@@ -3,7 +3,9 @@ package gateway
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -65,7 +67,10 @@ func acceptTCP(cfg *ListenerConfig, ln net.Listener, stop <-chan struct{}) error
 		if !admitTCP(cfg, c) {
 			continue
 		}
-		go serveTCP(cfg, c)
+		go func() {
+			defer recoverConn(cfg, c, nil)
+			serveTCP(cfg, c)
+		}()
 	}
 }
 
@@ -93,6 +98,7 @@ func serveTCP(cfg *ListenerConfig, c net.Conn) {
 		_ = c.Close()
 		return
 	}
+	defer recoverConn(cfg, c, func() { cfg.System.Root.Send(pid, &actors.ConnClosed{Err: errConnPanicked}) })
 	readLoop(cfg.System, pid, conn, cfg.ReadBuffer)
 }
 
@@ -141,3 +147,23 @@ func setKeepAlive(c net.Conn, idle time.Duration) {
 
 // handshakeTimeout bounds a client's TLS handshake.
 const handshakeTimeout = 10 * time.Second
+
+// errConnPanicked ends a session whose connection's reader panicked.
+var errConnPanicked = errors.New("connection reader panicked")
+
+// recoverConn, deferred in a connection's own goroutine, turns a panic
+// there (in the codec, or in gws parsing a hostile frame) into the end of
+// that connection alone: it closes the connection, calls ended, and logs.
+// Without it, one client could end the process and every connection in it.
+func recoverConn(cfg *ListenerConfig, c net.Conn, ended func()) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	_ = c.Close()
+	if ended != nil {
+		ended()
+	}
+	cfg.Logger.Error("connection reader panicked; closed that connection",
+		"transport", cfg.Transport, "conn", c.RemoteAddr().String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+}

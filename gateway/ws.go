@@ -21,11 +21,17 @@ type wsConn struct {
 	closed       chan struct{} // closed by Close; releases a waiting OnMessage
 }
 
+// Write sends frames within the write timeout. The deadline is cleared
+// afterwards: gws answers pings from its read goroutine on the same
+// connection, and a deadline left from an earlier write would make a late
+// pong fail and close an idle connection.
 func (w *wsConn) Write(frames []byte) error {
 	if err := w.socket.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err != nil {
 		return err
 	}
-	return w.socket.WriteMessage(gws.OpcodeBinary, frames)
+	err := w.socket.WriteMessage(gws.OpcodeBinary, frames)
+	_ = w.socket.SetWriteDeadline(time.Time{})
+	return err
 }
 
 // Close sends a close frame, within a short deadline so that a client that
@@ -90,6 +96,13 @@ func (h *wsHandler) OnMessage(socket *gws.Conn, message *gws.Message) {
 	}
 }
 
+// OnPing answers a ping with a pong written within the write timeout.
+func (h *wsHandler) OnPing(socket *gws.Conn, payload []byte) {
+	_ = socket.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+	_ = socket.WritePong(payload)
+	_ = socket.SetWriteDeadline(time.Time{})
+}
+
 func (h *wsHandler) OnClose(socket *gws.Conn, err error) {
 	if st := wsStateOf(socket); st != nil {
 		h.cfg.System.Root.Send(st.pid, &actors.ConnClosed{Err: err})
@@ -129,6 +142,11 @@ func newWSServer(cfg *ListenerConfig) *http.Server {
 		}
 		go func() {
 			defer release()
+			defer recoverConn(cfg, socket.NetConn(), func() {
+				if st := wsStateOf(socket); st != nil {
+					cfg.System.Root.Send(st.pid, &actors.ConnClosed{Err: errConnPanicked})
+				}
+			})
 			socket.ReadLoop()
 		}()
 	})

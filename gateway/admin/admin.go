@@ -150,6 +150,7 @@ func counters(st *actors.Stats) map[string]uint64 {
 		"logins_blocked": st.LoginsBlocked.Load(),
 		"conn_rejected":  st.ConnRejected.Load(),
 		"slow_consumers": st.SlowConsumers.Load(),
+		"acks_ignored":   st.AcksIgnored.Load(),
 		"logins_ok":      st.LoginsOK.Load(),
 		"logins_failed":  st.LoginsFailed.Load(),
 	}

@@ -349,6 +349,12 @@ func (d *Decoder) SkippedCID() (uint64, bool) {
 // skipped with a non-fatal error.
 func (d *Decoder) SkippedOp() byte { return d.frame.Op }
 
+// Buffered reports whether the decoder holds part of a frame, or is
+// discarding the rest of a skipped one, waiting for more bytes.
+func (d *Decoder) Buffered() bool {
+	return d.skip.active || d.r < len(d.buf)
+}
+
 // PendingLogin reports whether the buffered bytes are a lone LOGIN opcode,
 // which Next holds until the next read brings the user name. A session uses
 // it to reject an empty LOGIN when no name follows within a short grace.

@@ -242,6 +242,7 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 		Window:            cfg.Edge.Window,
 		WindowBytes:       cfg.Edge.WindowBytes,
 		SlowTimeout:       cfg.Edge.SlowTimeout,
+		FrameTimeout:      cfg.Edge.FrameTimeout,
 		FetchPage:         fetchPage,
 		AuthRequired:      cfg.Auth.Required,
 		Verifier:          verifier,

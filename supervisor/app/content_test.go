@@ -541,3 +541,20 @@ func TestKeyUploadErrorReasons(t *testing.T) {
 		t.Fatalf("reply %+v (%v), want error invalid_key_size", reply, err)
 	}
 }
+
+func TestGroupChangesCostTokens(t *testing.T) {
+	n := startNode(t, func(c *config.Config) {
+		c.Limits.SendRate = 1
+		c.Limits.SendBurst = 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ann := login(t, n, "tcp", "ann")
+	if _, err := ann.CreateGroup(ctx, "one"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ann.WriteRaw([]byte{0x30, 0, 3, 't', 'w', 'o'}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, ann, client.OpRateLimited)
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -420,5 +421,37 @@ func TestTLSListenersRefusePlaintext(t *testing.T) {
 	if err == nil {
 		conn.Close()
 		t.Error("a TLS 1.1 client completed a handshake")
+	}
+}
+
+func TestBogusAcksCostNoStoreWork(t *testing.T) {
+	n := startNode(t, nil)
+	mallory := login(t, n, "tcp", "mallory")
+	flood := make([]byte, 0, 17*10_000)
+	for i := range 10_000 {
+		flood = append(flood, 0x03)
+		flood = binary.BigEndian.AppendUint64(flood, uint64(i))
+		flood = binary.BigEndian.AppendUint64(flood, 42)
+	}
+	if err := mallory.WriteRaw(flood); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the acks to be read", func() bool { return n.Stats.AcksIgnored.Load() == 10_000 })
+	if got := n.Stats.Acked.Load(); got != 0 {
+		t.Errorf("%d made-up acks reached the store", got)
+	}
+}
+
+func TestUnfinishedFrameTimesOut(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.Edge.FrameTimeout = 300 * time.Millisecond })
+	c := login(t, n, "tcp", "slowpoke")
+	if err := c.WriteRaw([]byte{0x02, 0x00, 0x03, 'b'}); err != nil { // a SEND cut short
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	frames, err := c.ExpectClosed(ctx)
+	if err != nil || len(frames) != 1 || frames[0].Reason != "frame_timeout" {
+		t.Fatalf("frames before close = %v, %v; want frame_timeout", frames, err)
 	}
 }
