@@ -132,22 +132,34 @@ const sweepLimit = 4096
 // was applied, and it wraps ErrUnavailable, ErrClosed, ErrCorrupted or a Pebble read error.
 //
 // ApplyOps is safe to call concurrently with the store's own commit loop, which uses it too.
+// A store opened with Options.Replicated rejects it with ErrInvalidRequest, because its writes
+// go through ApplyReplicated.
 // The outcome depends only on ops, the prior state and the limits of Options: MaxInbox,
 // MaxPrekeys, MaxGroupSize and MaxGroupsPerUser.
 func (s *Store) ApplyOps(ops []Op) ([]Result, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 
+	if s.opts.Replicated {
+		return nil, fmt.Errorf("%w: the store is replicated, so local writes would make replicas diverge; write through the raft leader", ErrInvalidRequest)
+	}
 	db, err := s.writableDB()
 	if err != nil {
 		return nil, err
 	}
+	return s.applyBatch(db, ops, nil, pebble.Sync)
+}
+
+// applyBatch applies ops as one batch of db, plus the keys that extra writes, and commits it
+// with opts. The caller holds applyMu.
+func (s *Store) applyBatch(db *pebble.DB, ops []Op, extra func(*pebble.Batch) error, opts *pebble.WriteOptions) ([]Result, error) {
 	s.trimCaches()
 
 	a := applier{store: s, batch: db.NewIndexedBatch()}
 	defer a.batch.Close()
 
 	results := make([]Result, len(ops))
+	var err error
 	for i := range ops {
 		results[i], err = a.apply(&ops[i])
 		if err != nil {
@@ -160,13 +172,19 @@ func (s *Store) ApplyOps(ops []Op) ([]Result, error) {
 		s.cache = make(map[string]*userMeta)
 		return nil, fmt.Errorf("storage: write inbox metadata: %w", err)
 	}
+	if extra != nil {
+		if err := extra(a.batch); err != nil {
+			s.cache = make(map[string]*userMeta)
+			return nil, fmt.Errorf("storage: add to batch: %w", err)
+		}
+	}
 
 	if a.batch.Empty() {
 		return results, nil
 	}
 	s.hideUncommitted(a.appended)
 	s.holdReaders(a.written)
-	if err := commitBatch(a.batch); err != nil {
+	if err := commitBatch(a.batch, opts); err != nil {
 		s.failCommit(err)
 		s.releaseReaders()
 		return nil, fmt.Errorf("%w: %w", ErrCommitFailed, err)
@@ -180,10 +198,11 @@ func (s *Store) ApplyOps(ops []Op) ([]Result, error) {
 	return results, nil
 }
 
-// commitBatch commits b with an fsync. Pebble reports a failed WAL write or fsync through
-// Logger.Fatalf, which pebbleLogger turns into a *pebbleFatal panic that is recovered here.
-// Any other panic is not ours to handle and propagates.
-func commitBatch(b *pebble.Batch) (err error) {
+// commitBatch commits b with opts, an fsync unless opts is pebble.NoSync. Pebble reports a
+// failed WAL write or fsync through Logger.Fatalf, which pebbleLogger turns into a
+// *pebbleFatal panic that is recovered here. Any other panic is not ours to handle and
+// propagates.
+func commitBatch(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			fatal, ok := r.(*pebbleFatal)
@@ -193,7 +212,7 @@ func commitBatch(b *pebble.Batch) (err error) {
 			err = fatal
 		}
 	}()
-	return b.Commit(pebble.Sync)
+	return b.Commit(opts)
 }
 
 // appendedUser records, for one batch, the lastSeq a user's inbox had before the batch.

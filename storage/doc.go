@@ -24,6 +24,11 @@
 // A simpler design, one Pebble commit per append from the caller's goroutine, was rejected: it
 // costs one fsync per message, and seq assignment would need a per-user lock anyway.
 //
+// A store opened with [Options.Replicated] is one replica of a raft group: its only writer is
+// [Store.ApplyReplicated], which applies one committed raft entry per batch and records the
+// entry's index in the same batch, so a replayed entry is skipped. [Store.Checkpoint] and
+// [Store.RestoreCheckpoint] carry raft snapshots.
+//
 // # Key layout
 //
 // Every key starts with a one-byte table tag. User names are non-empty and never contain 0x00
@@ -43,6 +48,7 @@
 //	'g' groupID                    group: createdMS(8) uvarint(len) name uvarint(count)
 //	                               then per member in join order: flags(1) uvarint(len) user
 //	'u' user 0x00 groupID          user-to-group index, empty value, one key per membership
+//	'r'                            applied raft index(8), written only by ApplyReplicated
 //
 // dedupID is uvarint(len sender) sender uvarint(len scope) scope id(8), so any byte may appear
 // in a sender or scope. lastSeq is the highest seq ever assigned in the inbox, so seqs are never

@@ -67,6 +67,11 @@ func (s *Store) runCommitLoop() {
 
 	sweepTicker := time.NewTicker(sweepInterval(s.opts.DedupWindow))
 	defer sweepTicker.Stop()
+	if s.opts.Replicated {
+		// A sweep stamped with this replica's clock would delete different records than the
+		// other replicas do, so a replicated store only sweeps when the leader proposes it.
+		sweepTicker.Stop()
+	}
 	retryTimer := time.NewTimer(time.Hour)
 	retryTimer.Stop()
 	defer retryTimer.Stop()

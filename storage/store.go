@@ -49,6 +49,11 @@ type Options struct {
 	MaxGroupsPerUser int
 	// Logger receives the store's and Pebble's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// Replicated marks a store that is one replica of a raft group. Its state may change only
+	// through ApplyReplicated, so ApplyOps and the queued writes (Append, Do, Ack, ...) fail
+	// with ErrInvalidRequest, and the commit loop does not sweep dedup records on the local
+	// clock: the raft leader proposes OpSweepDedup instead. False means a standalone store.
+	Replicated bool
 	// FS is the file system Pebble uses. Nil means the operating system's (vfs.Default).
 	// Tests pass a wrapper that injects errors.
 	FS vfs.FS
