@@ -109,12 +109,8 @@ func (c *cli) runStart(ctx context.Context, flags *pflag.FlagSet) error {
 	logger.Info("starting node", "node", cfg.Node.Name, "role", cfg.Node.Role, "config", configFile,
 		"version", versionString())
 
-	// The store opens its files inside node.data_dir but does not create
-	// the directory itself. Owner-only, because it contains every message.
-	if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
-		logger.Error("node failed to start", "node", cfg.Node.Name, "err", err)
-		return failureError(fmt.Errorf("create data directory: %w", err))
-	}
+	// The node creates node.data_dir on a first start, except in
+	// production, where a missing data dir is an error.
 	n, err := c.startNode(cfg, logger)
 	if err != nil {
 		logger.Error("node failed to start", "node", cfg.Node.Name, "err", err)

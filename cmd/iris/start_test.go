@@ -259,13 +259,6 @@ func TestStartDataDirFlag(t *testing.T) {
 	if cfg.Node.DataDir != dir {
 		t.Errorf("node.data_dir = %q, want %q", cfg.Node.DataDir, dir)
 	}
-	info, err := os.Stat(dir)
-	if err != nil {
-		t.Fatalf("data directory not created: %v", err)
-	}
-	if perm := info.Mode().Perm(); perm != 0o700 {
-		t.Errorf("data directory mode = %o, want 700", perm)
-	}
 	if cfg.Edge.WSAddr != "127.0.0.1:0" {
 		t.Errorf("edge.ws_addr = %q, want 127.0.0.1:0", cfg.Edge.WSAddr)
 	}

@@ -75,7 +75,7 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	if cfg.Node.Role != config.RoleAll {
 		return nil, fmt.Errorf("node.role %q: only role %q is available in this build", cfg.Node.Role, config.RoleAll)
 	}
-	if err := ensureDataDir(cfg.Node.DataDir, logger); err != nil {
+	if err := ensureDataDir(cfg.Node.DataDir, cfg.Node.Environment == "production", logger); err != nil {
 		return nil, err
 	}
 	tlsConfig, err := listenerTLS(cfg.Edge.TLS)
@@ -392,8 +392,10 @@ func tcpAddr(s string) net.Addr {
 }
 
 // ensureDataDir creates the data directory on a node's first start. An
-// existing path that is not a directory is an error.
-func ensureDataDir(dir string, logger *slog.Logger) error {
+// existing path that is not a directory is an error. In production a
+// missing directory is an error too: it may be a volume that failed to
+// mount, and starting empty would look like every inbox was lost.
+func ensureDataDir(dir string, production bool, logger *slog.Logger) error {
 	info, err := os.Stat(dir)
 	switch {
 	case err == nil && !info.IsDir():
@@ -402,8 +404,11 @@ func ensureDataDir(dir string, logger *slog.Logger) error {
 		return nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("node.data_dir %s: %w", dir, err)
+	case production:
+		return fmt.Errorf("node.data_dir %s does not exist; create it for a new node (in production a missing data dir is not replaced by an empty one)", dir)
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	// Owner-only, because it holds every message.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create node.data_dir %s: %w", dir, err)
 	}
 	logger.Warn("data dir did not exist; created it with an empty store", "data_dir", dir)

@@ -2,8 +2,13 @@ package app
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +18,7 @@ import (
 	"github.com/iris-im/iris/cluster"
 	"github.com/iris-im/iris/config"
 	"github.com/iris-im/iris/gateway/client"
+	"github.com/iris-im/iris/gateway/tlstest"
 	"github.com/iris-im/iris/supervisor"
 )
 
@@ -221,4 +227,35 @@ func TestShardCrashKeepsPresenceAndDelivery(t *testing.T) {
 		st, err := alice.GetStatus(ctx, "bob")
 		return err == nil && st.State == 1
 	})
+}
+
+func TestProductionRefusesMissingDataDir(t *testing.T) {
+	certFile, keyFile, _ := tlstest.WriteSelfSigned(t)
+	cfg := config.Default()
+	cfg.Node.Environment = "production"
+	cfg.Node.DataDir = filepath.Join(t.TempDir(), "not-mounted")
+	cfg.Auth.Required = true
+	cfg.Auth.JWTSecret = config.Secret("0123456789abcdef0123456789abcdef")
+	cfg.Edge.TLS = config.EdgeTLS{CertFile: certFile, KeyFile: keyFile}
+	cfg.Edge.TCPAddr, cfg.Edge.WSAddr, cfg.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+
+	_, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "node.data_dir") {
+		t.Fatalf("Start with a missing data dir in production = %v, want an error naming node.data_dir", err)
+	}
+	if _, statErr := os.Stat(cfg.Node.DataDir); !errors.Is(statErr, fs.ErrNotExist) {
+		t.Errorf("the missing data dir was created: %v", statErr)
+	}
+}
+
+func TestFirstStartCreatesPrivateDataDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nested", "data")
+	startNode(t, func(c *config.Config) { c.Node.DataDir = dir })
+	info, err := os.Stat(dir)
+	if err != nil {
+		t.Fatalf("data dir not created: %v", err)
+	}
+	if perm := info.Mode().Perm(); perm != 0o700 {
+		t.Errorf("data dir mode = %o, want 700", perm)
+	}
 }
