@@ -99,6 +99,10 @@ type Edge struct {
 	// without acknowledging anything before it is closed as a slow
 	// consumer; its entries stay in the inbox. Default 30s.
 	SlowTimeout time.Duration `yaml:"slow_timeout"`
+	// WSPingInterval is how long a WebSocket client may be silent before
+	// the server pings it; a client silent for twice this long, pong
+	// included, is closed. Default 30s. 0s turns pings off.
+	WSPingInterval time.Duration `yaml:"ws_ping_interval"`
 	// FrameTimeout is how long a client may leave a frame unfinished
 	// without sending more bytes before its connection is closed, so that
 	// partial frames cannot hold receive buffers forever. Default 30s.
@@ -318,6 +322,7 @@ func Default() *Config {
 			SlowTimeout:       30 * time.Second,
 			KeepAlive:         30 * time.Second,
 			FrameTimeout:      30 * time.Second,
+			WSPingInterval:    30 * time.Second,
 			DuplicateLogin:    "allow",
 			WriteTimeout:      10 * time.Second,
 		},

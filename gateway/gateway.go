@@ -35,6 +35,7 @@ type ListenerConfig struct {
 	Conns        *ConnCounter  // open connection limits, shared by a node's listeners; nil is no limit
 	TLS          *tls.Config   // when set, the listener speaks TLS
 	KeepAlive    time.Duration // idle time before TCP keepalive probes; 0 turns them off
+	PingInterval time.Duration // WebSocket: ping a client silent this long, close it after twice; 0 turns pings off
 	MaxWSMessage int           // max payload of one WebSocket message
 
 	// IPLimit limits new connections per remote address. Nil disables the

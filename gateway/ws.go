@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -61,8 +62,41 @@ type wsHandler struct {
 
 // wsState is what the handler keeps per socket.
 type wsState struct {
-	conn *wsConn
-	pid  *actor.PID
+	conn      *wsConn
+	pid       *actor.PID
+	lastHeard atomic.Int64 // Unix nanoseconds of the last frame of any kind from the client
+}
+
+// heard records that the client sent something.
+func (st *wsState) heard() { st.lastHeard.Store(time.Now().UnixNano()) }
+
+// keepPinging pings the client when it has been silent for a whole interval
+// and closes the connection when a further interval passes without any
+// frame, not even the pong. Unlike TCP keepalive, which stops at the first
+// proxy or load balancer, a WebSocket ping travels to the client itself.
+func (h *wsHandler) keepPinging(socket *gws.Conn, st *wsState) {
+	interval := h.cfg.PingInterval
+	var check func()
+	check = func() {
+		select {
+		case <-st.conn.closed:
+			return
+		default:
+		}
+		silent := time.Since(time.Unix(0, st.lastHeard.Load()))
+		if silent >= 2*interval {
+			h.cfg.Logger.Info("closing websocket: no answer to ping", "conn", st.conn.RemoteAddr(), "silent", silent.Round(time.Millisecond))
+			_ = socket.NetConn().Close()
+			return
+		}
+		if silent >= interval {
+			_ = socket.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+			_ = socket.WritePing(nil)
+			_ = socket.SetWriteDeadline(time.Time{})
+		}
+		time.AfterFunc(interval/2, check)
+	}
+	time.AfterFunc(interval/2, check)
 }
 
 const wsStateKey = "iris"
@@ -76,7 +110,12 @@ func (h *wsHandler) OnOpen(socket *gws.Conn) {
 		_ = socket.NetConn().Close()
 		return
 	}
-	socket.Session().Store(wsStateKey, &wsState{conn: conn, pid: pid})
+	st := &wsState{conn: conn, pid: pid}
+	st.heard()
+	socket.Session().Store(wsStateKey, st)
+	if h.cfg.PingInterval > 0 {
+		h.keepPinging(socket, st)
+	}
 }
 
 // OnMessage hands one WebSocket message to the session and waits until the
@@ -88,6 +127,7 @@ func (h *wsHandler) OnMessage(socket *gws.Conn, message *gws.Message) {
 	if st == nil {
 		return
 	}
+	st.heard()
 	done := make(chan struct{})
 	h.cfg.System.Root.Send(st.pid, &actors.Inbound{Data: message.Bytes(), Done: done})
 	select {
@@ -97,7 +137,16 @@ func (h *wsHandler) OnMessage(socket *gws.Conn, message *gws.Message) {
 }
 
 // OnPing answers a ping with a pong written within the write timeout.
+func (h *wsHandler) OnPong(socket *gws.Conn, _ []byte) {
+	if st := wsStateOf(socket); st != nil {
+		st.heard()
+	}
+}
+
 func (h *wsHandler) OnPing(socket *gws.Conn, payload []byte) {
+	if st := wsStateOf(socket); st != nil {
+		st.heard()
+	}
 	_ = socket.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
 	_ = socket.WritePong(payload)
 	_ = socket.SetWriteDeadline(time.Time{})

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/coder/websocket"
 
 	"github.com/iris-im/iris/actors"
 )
@@ -18,6 +21,12 @@ import (
 // startWSListener serves the WebSocket endpoint of cfg on a loopback port,
 // with a session starter that spawns an actor which ignores its messages.
 func startWSListener(t *testing.T) string {
+	t.Helper()
+	return startWSListenerWith(t, 0)
+}
+
+// startWSListenerWith is startWSListener with server pings every ping.
+func startWSListenerWith(t *testing.T, ping time.Duration) string {
 	t.Helper()
 	system := actor.NewActorSystem()
 	t.Cleanup(system.Shutdown)
@@ -27,6 +36,7 @@ func startWSListener(t *testing.T) string {
 		WriteTimeout: 200 * time.Millisecond,
 		ReadBuffer:   4096,
 		MaxWSMessage: 1 << 20,
+		PingInterval: ping,
 		System:       system,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Start: func(conn actors.Conn) (*actor.PID, error) {
@@ -102,5 +112,56 @@ func TestWSPingAfterIdleGetsPong(t *testing.T) {
 	head := make([]byte, 2)
 	if _, err := io.ReadFull(r, head); err != nil || head[0] != 0x8A {
 		t.Fatalf("answer to a ping after idle = %x, %v; want a pong (8a)", head, err)
+	}
+}
+
+func TestWSSilentClientPingedThenClosed(t *testing.T) {
+	addr := startWSListenerWith(t, 200*time.Millisecond)
+	c, r := handshake(t, addr)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+
+	// The client reads but never answers: first the LOGIN_OK message, then a
+	// ping, then the end of the connection.
+	var sawPing bool
+	for {
+		head := make([]byte, 2)
+		if _, err := io.ReadFull(r, head); err != nil {
+			break
+		}
+		if head[0] == 0x89 {
+			sawPing = true
+		}
+		if _, err := io.CopyN(io.Discard, r, int64(head[1]&0x7f)); err != nil {
+			break
+		}
+	}
+	if !sawPing {
+		t.Error("the server closed a silent client without pinging it")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("silent client closed after %v, want about 2 ping intervals", d)
+	}
+}
+
+func TestWSAnsweringClientStaysOpen(t *testing.T) {
+	addr := startWSListenerWith(t, 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if _, _, err := ws.Read(ctx); err != nil { // LOGIN_OK
+		t.Fatal(err)
+	}
+	// Reading answers pings; nothing else arrives, so the read times out
+	// unless the server closes the connection.
+	quiet, cancelQuiet := context.WithTimeout(ctx, time.Second)
+	defer cancelQuiet()
+	_, _, err = ws.Read(quiet)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read during a second of pings = %v, want the read to time out with the connection open", err)
 	}
 }

@@ -302,6 +302,7 @@ func (n *Node) listenerConfig(transport, addr string, start gateway.SessionStart
 		WriteTimeout: n.cfg.Edge.WriteTimeout,
 		ReadBuffer:   4 << 10,
 		KeepAlive:    n.cfg.Edge.KeepAlive,
+		PingInterval: n.cfg.Edge.WSPingInterval,
 		MaxWSMessage: n.cfg.Limits.ReceiveBuffer,
 		System:       n.system,
 		Start:        start,
