@@ -57,30 +57,6 @@ func mountTmpfs(t *testing.T, dir string, sizeMiB int) {
 	})
 }
 
-// startServerIn starts a server like startServer, but with its data in
-// dataDir, which the test prepared.
-func startServerIn(t *testing.T, dataDir string, env ...string) *testServer {
-	t.Helper()
-	dir := t.TempDir()
-	s := &testServer{
-		t:         t,
-		env:       env,
-		dataDir:   dataDir,
-		logPath:   filepath.Join(dir, "server.log"),
-		tcpAddr:   freeAddr(t),
-		wsAddr:    freeAddr(t),
-		adminAddr: freeAddr(t),
-	}
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			s.logTail()
-		}
-	})
-	s.start()
-	return s
-}
-
 // fillDisk writes zeros to path until the file system has no space left.
 func fillDisk(t *testing.T, path string) int64 {
 	t.Helper()

@@ -69,11 +69,18 @@ type testServer struct {
 // ("KEY=value") and stops it when the test ends.
 func startServer(t *testing.T, env ...string) *testServer {
 	t.Helper()
+	return startServerIn(t, filepath.Join(t.TempDir(), "data"), env...)
+}
+
+// startServerIn starts a server with its data in dataDir and extra
+// environment variables ("KEY=value"), and stops it when the test ends.
+func startServerIn(t *testing.T, dataDir string, env ...string) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	s := &testServer{
 		t:         t,
 		env:       env,
-		dataDir:   filepath.Join(dir, "data"),
+		dataDir:   dataDir,
 		logPath:   filepath.Join(dir, "server.log"),
 		tcpAddr:   freeAddr(t),
 		wsAddr:    freeAddr(t),
