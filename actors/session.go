@@ -32,7 +32,7 @@ type Verifier interface {
 	Verify(user, token string, now time.Time) error
 }
 
-// SessionConfig is what every session of a node shares.
+// SessionConfig holds the settings and services that every session of a node shares.
 type SessionConfig struct {
 	Limits            wire.Limits
 	LoginTimeout      time.Duration // a connection not logged in by then is closed
@@ -66,7 +66,7 @@ type Inbound struct {
 	Done chan struct{}
 }
 
-// ConnClosed tells the session that its connection is gone.
+// ConnClosed reports to the session that its connection is gone.
 type ConnClosed struct{ Err error }
 
 type loginTimeout struct{}
@@ -87,7 +87,7 @@ type profile uint8
 const (
 	profileNone profile = iota
 	profileV1           // logged in with 0x01: deliveries as 0x10, errors as 0xFE
-	profileV2           // logged in with 0x08: deliveries as 0x11, sends answered with 0x0B/0x0C
+	profileV2           // logged in with 0x08: deliveries as 0x11, sends replied to with 0x0B/0x0C
 )
 
 // pendingDelivery is an entry written to the client and not yet acknowledged.

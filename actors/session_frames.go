@@ -72,7 +72,7 @@ func (s *session) handleFrame(ctx actor.Context, f *wire.Frame) {
 		s.batchSend(ctx, f)
 	case wire.OpSend2:
 		// Dedup is per target as well as per cid, so that a cid reused for
-		// another recipient is stored rather than answered with the seq of
+		// another recipient is stored rather than given the seq of
 		// a message in someone else's inbox.
 		s.send(ctx, f.Target, kindPlain, f.Msg, true, f.CID, "send2:"+string(f.Target), f.CID)
 	case wire.OpAck:
@@ -100,7 +100,7 @@ func (s *session) handleFrame(ctx actor.Context, f *wire.Frame) {
 	}
 }
 
-// rejectFrame answers a frame the decoder skipped as invalid: a SEND2 with
+// rejectFrame replies to a frame the decoder skipped as invalid: a SEND2 with
 // REJECTED for its cid, anything else with an error frame.
 func (s *session) rejectFrame(ctx actor.Context, werr *wire.Error) {
 	if s.decoder.SkippedOp() == wire.OpLogin2 {

@@ -11,13 +11,13 @@ type Stats struct {
 
 	Received      atomic.Uint64 // messages received from clients
 	Appended      atomic.Uint64 // messages stored in an inbox
-	Deduplicated  atomic.Uint64 // repeated v2 sends answered from the dedup record
+	Deduplicated  atomic.Uint64 // repeated v2 sends given the result from the dedup record
 	Delivered     atomic.Uint64 // deliveries written to a client, first attempt
 	Redelivered   atomic.Uint64 // deliveries written again after a timeout
 	Acked         atomic.Uint64 // v1 acknowledgements (v2 cumulative ones count once)
-	Rejected      atomic.Uint64 // sends answered with an error
+	Rejected      atomic.Uint64 // sends that got an error
 	RateLimited   atomic.Uint64 // sends refused by the rate limiter
-	BadFrames     atomic.Uint64 // frames answered with 0xFE
+	BadFrames     atomic.Uint64 // frames rejected with 0xFE
 	Routed        atomic.Uint64 // envelopes forwarded by routers
 	RouteFailed   atomic.Uint64 // envelopes a router could not place
 	SendRetries   atomic.Uint64 // appends sent again after their reply was overdue

@@ -23,7 +23,7 @@ type wsConn struct {
 }
 
 // Write sends frames within the write timeout. The deadline is cleared
-// afterwards: gws answers pings from its read goroutine on the same
+// afterwards: gws replies to pings from its read goroutine on the same
 // connection, and a deadline left from an earlier write would make a late
 // pong fail and close an idle connection.
 func (w *wsConn) Write(frames []byte) error {
@@ -60,7 +60,7 @@ type wsHandler struct {
 	cfg *ListenerConfig
 }
 
-// wsState is what the handler keeps per socket.
+// wsState holds the handler's state of one socket.
 type wsState struct {
 	conn      *wsConn
 	pid       *actor.PID
@@ -85,7 +85,7 @@ func (h *wsHandler) keepPinging(socket *gws.Conn, st *wsState) {
 		}
 		silent := time.Since(time.Unix(0, st.lastHeard.Load()))
 		if silent >= 2*interval {
-			h.cfg.Logger.Info("closing websocket: no answer to ping", "conn", st.conn.RemoteAddr(), "silent", silent.Round(time.Millisecond))
+			h.cfg.Logger.Info("closing websocket: no response to ping", "conn", st.conn.RemoteAddr(), "silent", silent.Round(time.Millisecond))
 			_ = socket.NetConn().Close()
 			return
 		}
@@ -136,7 +136,7 @@ func (h *wsHandler) OnMessage(socket *gws.Conn, message *gws.Message) {
 	}
 }
 
-// OnPing answers a ping with a pong written within the write timeout.
+// OnPing replies to a ping with a pong written within the write timeout.
 func (h *wsHandler) OnPong(socket *gws.Conn, _ []byte) {
 	if st := wsStateOf(socket); st != nil {
 		st.heard()
@@ -187,7 +187,7 @@ func newWSServer(cfg *ListenerConfig) *http.Server {
 		socket, err := upgrader.Upgrade(w, r)
 		if err != nil {
 			release()
-			return // gws has already answered the failed handshake
+			return // gws has already responded to the failed handshake
 		}
 		go func() {
 			defer release()
