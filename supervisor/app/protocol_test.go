@@ -455,3 +455,33 @@ func TestUnfinishedFrameTimesOut(t *testing.T) {
 		t.Fatalf("frames before close = %v, %v; want frame_timeout", frames, err)
 	}
 }
+
+func TestPresenceHoldsPastSixtySeconds(t *testing.T) {
+	n := startNode(t, nil)
+	idle := login(t, n, "tcp", "idle")
+	watcher := login(t, n, "ws", "watcher")
+
+	// The first release expired presence 30 s after login; here a user is
+	// online as long as a connection is open, however quiet.
+	start := time.Now()
+	for time.Since(start) < 65*time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := watcher.GetStatus(ctx, "idle")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State != 1 || st.Seen != 0 {
+			t.Fatalf("%v after login: status %+v, want online with seen 0", time.Since(start).Round(time.Second), st)
+		}
+		time.Sleep(5 * time.Second)
+	}
+
+	_ = idle.Close()
+	eventually(t, 5*time.Second, "idle to go offline with a last-seen time", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := watcher.GetStatus(ctx, "idle")
+		return err == nil && st.State == 0 && st.Seen >= uint64(start.Unix())
+	})
+}
