@@ -71,7 +71,7 @@ type ConnClosed struct{ Err error }
 
 type loginTimeout struct{}
 type loginGraceOver struct{}
-type frameTimeout struct{ at time.Time }
+type frameTimeout struct{}
 type redeliveryTick struct{}
 type sendRetryTick struct{}
 
@@ -139,7 +139,8 @@ type session struct {
 	acks          []*irispb.AckItem // v1 acks gathered while handling one read
 	ackedUpTo     uint64            // v2 cumulative ack gathered while handling one read
 
-	lastRead        time.Time // when the last bytes from the client arrived
+	lastRead        time.Time   // when the last bytes from the client arrived
+	frameTimer      *time.Timer // pending while a frame is unfinished
 	loginTimer      *time.Timer
 	redeliveryTimer *time.Timer
 	closing         bool
@@ -170,12 +171,7 @@ func (s *session) Receive(ctx actor.Context) {
 			s.fail(ctx, "login_timeout")
 		}
 	case *frameTimeout:
-		// Still the same unfinished frame: no byte arrived since the timer
-		// was set (a later read would have set lastRead after msg.at).
-		if s.decoder.Buffered() && !s.lastRead.After(msg.at) && !s.closing {
-			s.cfg.Stats.BadFrames.Add(1)
-			s.fail(ctx, reasonFrameTimeout)
-		}
+		s.checkFrameTimeout(ctx)
 	case *loginGraceOver:
 		if s.profile == profileNone && s.decoder.PendingLogin() {
 			s.fail(ctx, wire.ErrInvalidLogin.Reason)
@@ -225,6 +221,9 @@ func (s *session) stop(ctx actor.Context) {
 	}
 	if s.sendTimer != nil {
 		s.sendTimer.Stop()
+	}
+	if s.frameTimer != nil {
+		s.frameTimer.Stop()
 	}
 	s.releaseHeldReader()
 
@@ -279,17 +278,38 @@ func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
 	s.afterAcks(ctx)
 
 	// A client that stops in the middle of a frame holds its buffer; give
-	// it FrameTimeout to send the rest.
+	// it FrameTimeout from its last bytes to send the rest. One timer per
+	// session, re-armed when it fires early, however many reads end
+	// inside a frame.
 	s.lastRead = time.Now()
-	if s.decoder.Buffered() && s.cfg.FrameTimeout > 0 {
-		self, root, at := s.self, s.sys.Root, s.lastRead
-		time.AfterFunc(s.cfg.FrameTimeout, func() { root.Send(self, &frameTimeout{at: at}) })
+	if s.decoder.Buffered() && s.cfg.FrameTimeout > 0 && s.frameTimer == nil {
+		s.armFrameTimer(s.cfg.FrameTimeout)
 	}
 
 	if s.profile == profileNone && s.decoder.PendingLogin() {
 		self, root := s.self, s.sys.Root
 		time.AfterFunc(loginGrace, func() { root.Send(self, &loginGraceOver{}) })
 	}
+}
+
+func (s *session) armFrameTimer(after time.Duration) {
+	self, root := s.self, s.sys.Root
+	s.frameTimer = time.AfterFunc(after, func() { root.Send(self, &frameTimeout{}) })
+}
+
+// checkFrameTimeout closes the connection when a frame has stayed
+// unfinished for FrameTimeout since the client's last bytes.
+func (s *session) checkFrameTimeout(ctx actor.Context) {
+	s.frameTimer = nil
+	if s.closing || !s.decoder.Buffered() {
+		return
+	}
+	if idle := time.Since(s.lastRead); idle < s.cfg.FrameTimeout {
+		s.armFrameTimer(s.cfg.FrameTimeout - idle) // bytes came meanwhile
+		return
+	}
+	s.cfg.Stats.BadFrames.Add(1)
+	s.fail(ctx, reasonFrameTimeout)
 }
 
 // fail writes an error frame and closes the connection.

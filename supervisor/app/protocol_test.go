@@ -485,3 +485,21 @@ func TestPresenceHoldsPastSixtySeconds(t *testing.T) {
 		return err == nil && st.State == 0 && st.Seen >= uint64(start.Unix())
 	})
 }
+
+func TestSlowFrameWithProgressNotTimedOut(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.Edge.FrameTimeout = 300 * time.Millisecond })
+	sender := login(t, n, "tcp", "trickle")
+	frame := []byte{0x02, 0x00, 0x03, 'b', 'o', 'b', 0x00, 0x05, 'h', 'e', 'l', 'l', 'o'}
+	// A byte every 150 ms: the frame takes about 2 s, but it never waits
+	// a whole timeout for its next byte.
+	for _, b := range frame {
+		if err := sender.WriteRaw([]byte{b}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	bob := login(t, n, "tcp", "bob")
+	if f := expect(t, bob, client.OpReliable); string(f.Msg) != "hello" {
+		t.Fatalf("bob got %q, want hello", f.Msg)
+	}
+}
