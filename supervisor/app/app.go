@@ -272,7 +272,10 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 		Period:    10 * time.Second,
 		Children: []supervisor.ChildSpec{
 			{ID: "registrar", Start: supervisor.StartActor(func(any) actor.Actor {
-				return actors.NewRegistrar(&actors.RegistrarConfig{Routers: routers, Shards: cfg.Cluster.Shards, Every: time.Second})
+				// A shard that starts asks for a refresh at once, so the
+				// periodic one is only a safety net, kept cheap for nodes
+				// with many idle connections.
+				return actors.NewRegistrar(&actors.RegistrarConfig{Routers: routers, Shards: cfg.Cluster.Shards, Every: 10 * time.Second})
 			})},
 			supervisor.SupervisorChild("sessions", supervisor.Spec{
 				Strategy: supervisor.SimpleOneForOne,
