@@ -104,6 +104,6 @@ IRIS_<SECTION>_<KEY> (such as IRIS_AUTH_JWT_SECRET), and command-line flags.`,
 	root.PersistentFlags().StringVar(&c.configFile, "config", "",
 		"YAML configuration `file` read over the built-in defaults")
 
-	root.AddCommand(c.newStartCommand(), c.newTokenCommand(), c.newVersionCommand(), c.newBenchCommand())
+	root.AddCommand(c.newStartCommand(), c.newTokenCommand(), c.newStatusCommand(), c.newVersionCommand(), c.newBenchCommand())
 	return root
 }
