@@ -31,6 +31,9 @@ type LoadOptions struct {
 	// Overrides are values from command-line flags. They override every
 	// other layer.
 	Overrides []Override
+	// ForStart also runs the checks of ValidateForStart, for a node that is
+	// about to start.
+	ForStart bool
 }
 
 // Override is one key set on the command line.
@@ -64,7 +67,14 @@ func Load(opts LoadOptions) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeAndValidate(v, sources)
+	cfg, err := decodeAndValidate(v, sources)
+	if err != nil || !opts.ForStart {
+		return cfg, err
+	}
+	if err := cfg.validateForStart(sources); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // stackLayers returns a viper instance with every layer in place, and the

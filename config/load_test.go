@@ -466,7 +466,7 @@ func TestProductionExampleLoads(t *testing.T) {
 	t.Setenv("IRIS_EDGE_TLS_CERT_FILE", certFile)
 	t.Setenv("IRIS_EDGE_TLS_KEY_FILE", keyFile)
 
-	cfg, err := Load(LoadOptions{File: "prod.yaml"})
+	cfg, err := Load(LoadOptions{File: "prod.yaml", ForStart: true})
 	if err != nil {
 		t.Fatalf("Load prod.yaml: %v", err)
 	}
@@ -542,13 +542,35 @@ func TestProductionRefusesUnsafeSettings(t *testing.T) {
 	} {
 		c := Default()
 		safe(c)
-		if err := c.Validate(); err != nil {
+		if err := errors.Join(c.Validate(), c.ValidateForStart()); err != nil {
 			t.Fatalf("safe production config rejected: %v", err)
 		}
 		tc.unsafe(c)
-		err := c.Validate()
+		err := errors.Join(c.Validate(), c.ValidateForStart())
 		if err == nil || !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("unsafe %s: Validate = %v, want an error naming %s", tc.key, err, tc.key)
+		}
+	}
+}
+
+func TestTokenLoadNeedsNoCertificateFiles(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("IRIS_AUTH_JWT_SECRET", testSecret)
+	if _, err := Load(LoadOptions{File: "prod.yaml"}); err != nil {
+		t.Fatalf("Load prod.yaml without its certificate files, not for a start: %v", err)
+	}
+	if _, err := Load(LoadOptions{File: "prod.yaml", ForStart: true}); err == nil || !strings.Contains(err.Error(), "edge.tls.cert_file") {
+		t.Fatalf("Load prod.yaml for a start without certificate files = %v, want an error naming edge.tls.cert_file", err)
+	}
+}
+
+func TestProductionReportsEveryProblemAtOnce(t *testing.T) {
+	c := Default()
+	c.Node.Environment = "production"
+	err := c.ValidateForStart()
+	for _, key := range []string{"auth.required", "auth.jwt_secret", "edge.tls.cert_file"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("unsafe defaults in production = %v, want %s among the problems", err, key)
 		}
 	}
 }

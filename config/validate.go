@@ -105,10 +105,7 @@ func (c *Config) validate(sources map[string]string) error {
 		v.fail("router.pool_size", "must be 0 (2 × GOMAXPROCS) or more, got %d", c.Router.PoolSize)
 	}
 	c.validatePorts(v)
-	c.validateTLS(v)
-	if c.Node.Environment == "production" {
-		c.validateProduction(v)
-	}
+	c.validateTLSPair(v)
 
 	if len(v.errs) > 0 {
 		return &ValidationError{Errors: v.errs}
@@ -334,23 +331,41 @@ func (v *checker) address(key, addr string) {
 	}
 }
 
-// validateTLS checks that the client listeners' certificate and key come
-// together and load.
-func (c *Config) validateTLS(v *checker) {
+// validateTLSPair checks that the client listeners' certificate and key are
+// set together.
+func (c *Config) validateTLSPair(v *checker) {
 	t := c.Edge.TLS
 	switch {
-	case t.CertFile == "" && t.KeyFile == "":
-		return
-	case t.CertFile == "":
+	case t.CertFile == "" && t.KeyFile != "":
 		v.fail("edge.tls.cert_file", "must be set when edge.tls.key_file is")
-		return
-	case t.KeyFile == "":
+	case t.CertFile != "" && t.KeyFile == "":
 		v.fail("edge.tls.key_file", "must be set when edge.tls.cert_file is")
-		return
 	}
-	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
-		v.fail("edge.tls.cert_file", "cannot load the certificate with edge.tls.key_file: %v", err)
+}
+
+// ValidateForStart checks what only a node that is about to start needs:
+// that the listeners' certificate loads and, in production, that no unsafe
+// setting is left. Commands that only read the configuration, such as iris
+// token, skip it. Every problem is reported at once, each naming its key.
+func (c *Config) ValidateForStart() error {
+	return c.validateForStart(nil)
+}
+
+func (c *Config) validateForStart(sources map[string]string) error {
+	v := &checker{sources: sources}
+	t := c.Edge.TLS
+	if t.CertFile != "" && t.KeyFile != "" {
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			v.fail("edge.tls.cert_file", "cannot load the certificate with edge.tls.key_file: %v", err)
+		}
 	}
+	if c.Node.Environment == "production" {
+		c.validateProduction(v)
+	}
+	if len(v.errs) > 0 {
+		return &ValidationError{Errors: v.errs}
+	}
+	return nil
 }
 
 // validateProduction refuses settings that are unsafe on a production
@@ -359,7 +374,8 @@ func (c *Config) validateProduction(v *checker) {
 	if !c.Auth.Required {
 		v.fail("auth.required", "must be true when node.environment is production: without it anyone can log in as anyone")
 	}
-	if c.Auth.JWTSecret == "" {
+	if c.Auth.JWTSecret == "" && !c.Auth.Required {
+		// With auth.required set, a missing secret is already reported.
 		v.fail("auth.jwt_secret", "must be set when node.environment is production (at least 32 random bytes, for example from IRIS_AUTH_JWT_SECRET)")
 	}
 	if c.Node.Role.RunsEdge() && (c.Edge.TLS.CertFile == "" || c.Edge.TLS.KeyFile == "") {

@@ -81,7 +81,7 @@ func flagOverrides(flags *pflag.FlagSet) []config.Override {
 }
 
 func (c *cli) runStart(ctx context.Context, flags *pflag.FlagSet) error {
-	cfg, err := config.Load(config.LoadOptions{File: c.configFile, Overrides: flagOverrides(flags)})
+	cfg, err := config.Load(config.LoadOptions{File: c.configFile, Overrides: flagOverrides(flags), ForStart: true})
 	if err != nil {
 		return usageError(err)
 	}

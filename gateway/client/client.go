@@ -1,5 +1,5 @@
-// Package client is a Go client for the Iris wire protocol over plain TCP and
-// WebSocket. It is written from the protocol description alone, without the
+// Package client is a Go client for the Iris wire protocol over TCP and
+// WebSocket, plain or with TLS (WithTLS). It is written from the protocol description alone, without the
 // server's codec, so that a framing mistake on either side shows up when the
 // two meet in tests. The server's end-to-end tests and the load generator
 // use it.
