@@ -43,6 +43,7 @@ type SessionConfig struct {
 	WindowBytes       int           // max bytes of unacknowledged deliveries
 	SlowTimeout       time.Duration // a full window without acks for this long closes the connection
 	FrameTimeout      time.Duration // an unfinished frame without new bytes for this long closes the connection
+	IdleTimeout       time.Duration // a connection that sends nothing for this long is closed; 0 never
 	FetchPage         int           // inbox entries requested per page at login
 
 	AuthRequired bool
@@ -72,6 +73,7 @@ type ConnClosed struct{ Err error }
 type loginTimeout struct{}
 type loginGraceOver struct{}
 type frameTimeout struct{}
+type idleCheck struct{}
 type redeliveryTick struct{}
 type sendRetryTick struct{}
 
@@ -141,6 +143,7 @@ type session struct {
 
 	lastRead        time.Time   // when the last bytes from the client arrived
 	frameTimer      *time.Timer // pending while a frame is unfinished
+	idleTimer       *time.Timer // pending while IdleTimeout is set
 	loginTimer      *time.Timer
 	redeliveryTimer *time.Timer
 	closing         bool
@@ -172,6 +175,8 @@ func (s *session) Receive(ctx actor.Context) {
 		}
 	case *frameTimeout:
 		s.checkFrameTimeout(ctx)
+	case *idleCheck:
+		s.checkIdle(ctx)
 	case *loginGraceOver:
 		if s.profile == profileNone && s.decoder.PendingLogin() {
 			s.fail(ctx, wire.ErrInvalidLogin.Reason)
@@ -201,6 +206,25 @@ func (s *session) start(ctx actor.Context) {
 	}
 	self, root := s.self, s.sys.Root
 	s.loginTimer = time.AfterFunc(s.cfg.LoginTimeout, func() { root.Send(self, &loginTimeout{}) })
+	s.lastRead = time.Now()
+	if s.cfg.IdleTimeout > 0 {
+		s.idleTimer = time.AfterFunc(s.cfg.IdleTimeout, func() { root.Send(self, &idleCheck{}) })
+	}
+}
+
+// checkIdle closes a connection that has sent nothing for IdleTimeout, or
+// checks again when the client's last bytes are more recent.
+func (s *session) checkIdle(ctx actor.Context) {
+	s.idleTimer = nil
+	if s.closing {
+		return
+	}
+	if idle := time.Since(s.lastRead); idle < s.cfg.IdleTimeout {
+		self, root := s.self, s.sys.Root
+		s.idleTimer = time.AfterFunc(s.cfg.IdleTimeout-idle, func() { root.Send(self, &idleCheck{}) })
+		return
+	}
+	s.fail(ctx, reasonIdleTimeout)
 }
 
 func (s *session) stop(ctx actor.Context) {
@@ -224,6 +248,9 @@ func (s *session) stop(ctx actor.Context) {
 	}
 	if s.frameTimer != nil {
 		s.frameTimer.Stop()
+	}
+	if s.idleTimer != nil {
+		s.idleTimer.Stop()
 	}
 	s.releaseHeldReader()
 

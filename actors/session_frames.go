@@ -27,6 +27,7 @@ const (
 	reasonReplaced        = "replaced_by_new_login"
 	reasonServerBusy      = "server_busy"
 	reasonFrameTimeout    = "frame_timeout"
+	reasonIdleTimeout     = "idle_timeout"
 
 	// reasonOutOfOrder is never sent to a client: the session resends the
 	// appends of that target in order.

@@ -123,8 +123,8 @@ type Edge struct {
 	// WriteTimeout is the deadline of one write to a client. Default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout is how long a connection may send nothing before the
-	// server closes it. Default 0, which means never.
-	// TODO: no listener reads this setting yet, so idle connections stay open.
+	// server closes it with "idle_timeout". Default 0, which means never:
+	// v1 clients send nothing while they only receive.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 

@@ -243,6 +243,7 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 		WindowBytes:       cfg.Edge.WindowBytes,
 		SlowTimeout:       cfg.Edge.SlowTimeout,
 		FrameTimeout:      cfg.Edge.FrameTimeout,
+		IdleTimeout:       cfg.Edge.IdleTimeout,
 		FetchPage:         fetchPage,
 		AuthRequired:      cfg.Auth.Required,
 		Verifier:          verifier,

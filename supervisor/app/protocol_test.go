@@ -503,3 +503,28 @@ func TestSlowFrameWithProgressNotTimedOut(t *testing.T) {
 		t.Fatalf("bob got %q, want hello", f.Msg)
 	}
 }
+
+func TestIdleConnectionClosedOnlyWhenSet(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.Edge.IdleTimeout = 400 * time.Millisecond })
+	quiet := login(t, n, "tcp", "quiet")
+	chatty := login(t, n, "tcp", "chatty")
+
+	// chatty sends something every 150 ms and stays; quiet sends nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for range 8 {
+		if err := chatty.Send("chatty", []byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	frames, err := quiet.ExpectClosed(ctx)
+	if err != nil || len(frames) != 1 || frames[0].Reason != "idle_timeout" {
+		t.Fatalf("quiet connection got %v, %v; want idle_timeout and a close", frames, err)
+	}
+	select {
+	case <-chatty.Done():
+		t.Fatal("a connection that kept sending was closed as idle")
+	default:
+	}
+}
