@@ -31,7 +31,7 @@ type GroupStore interface {
 	Group(id string) (*storage.Group, error)
 }
 
-// GroupConfig is what every group grain of a node shares.
+// GroupConfig holds the settings and services every group grain of a node shares.
 type GroupConfig struct {
 	Store    GroupStore
 	ShardPID func(user string) *actor.PID // the shard grain that owns a user's inbox
@@ -63,7 +63,7 @@ type group struct {
 	timer  *time.Timer
 }
 
-// groupRequest is a request with the session to answer.
+// groupRequest is a request with the session to reply to.
 type groupRequest struct {
 	req       *irispb.GroupRequest
 	requester *actor.PID
@@ -219,7 +219,7 @@ func (g *group) finish(ctx actor.Context, done *groupDone) {
 	}
 }
 
-// announceMember tells the live sessions of every member, the new one
+// announceMember sends the live sessions of every member, the new one
 // included, who joined, with a 0x31 frame. The notice is not stored: a
 // member who is offline sees the change in the roster.
 func (g *group) announceMember(ctx actor.Context, req *irispb.GroupRequest) {
@@ -281,7 +281,7 @@ func (g *group) reply(ctx actor.Context, r groupRequest, reason string, members 
 	g.replyAdd(ctx, r, reason, members, false)
 }
 
-// replyAdd answers a request; already reports an add of an existing member.
+// replyAdd replies to a request. already reports an add of an existing member.
 func (g *group) replyAdd(ctx actor.Context, r groupRequest, reason string, members []string, already bool) {
 	if r.requester == nil {
 		return

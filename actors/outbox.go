@@ -38,9 +38,9 @@ type pendingSend struct {
 	meta   sendMeta
 }
 
-// sendMeta is what the owner needs when the reply comes.
+// sendMeta holds what the owner needs when the reply comes.
 type sendMeta struct {
-	v2  bool   // answer the client with ACCEPTED or REJECTED
+	v2  bool   // reply to the client with ACCEPTED or REJECTED
 	cid uint64 // the client's id of a SEND2
 }
 
@@ -80,7 +80,7 @@ func (o *targetOrder) base() uint64 {
 	return o.next
 }
 
-// answer records the reply of n and drops answered Ns from the front.
+// answer records the reply of n and drops replied Ns from the front.
 func (o *targetOrder) answer(n uint64) {
 	o.answered[n] = true
 	for len(o.waiting) > 0 && o.answered[o.waiting[0]] {

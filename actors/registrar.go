@@ -10,20 +10,20 @@ import (
 	"github.com/iris-im/iris/cluster"
 )
 
-// Track tells the registrar that a session of User has logged in.
+// Track reports to the registrar that a session of User has logged in.
 type Track struct {
 	User    string
 	Session *actor.PID
 }
 
-// Untrack tells the registrar that a session has ended.
+// Untrack reports to the registrar that a session has ended.
 type Untrack struct{ Session *actor.PID }
 
 // ShardActivated is published on the node's event stream when a shard grain
 // starts, including after a restart, when it knows no session yet.
 type ShardActivated struct{ Identity string }
 
-// RefreshNow asks the registrar to send its registrations at once.
+// RefreshNow requests that the registrar send its registrations at once.
 type RefreshNow struct{}
 
 type refreshTick struct{}

@@ -11,7 +11,7 @@ import (
 	"github.com/iris-im/iris/cluster"
 )
 
-// RouterConfig is what every router of a pool shares.
+// RouterConfig holds the settings and services every router of a pool shares.
 type RouterConfig struct {
 	Cluster func() *protocluster.Cluster // the started cluster member
 	Shards  int                          // number of shard grains users are hashed over
@@ -21,7 +21,7 @@ type RouterConfig struct {
 
 // router forwards envelopes from sessions to the shard grain that owns the
 // envelope's user, keeping the session as the sender so that the shard
-// answers the session directly. Sessions pick a router by hashing the target
+// replies to the session directly. Sessions pick a router by hashing the target
 // user, so all traffic for one target passes one router and one shard in
 // order. A router caches shard PIDs and watches them: when a shard stops or
 // its node leaves, the cache entry is dropped and the next envelope asks the

@@ -14,7 +14,7 @@ import (
 
 // Conn is the client connection a session writes to. The gateway implements
 // it for TCP and WebSocket. Write is called only from the session actor and
-// writes whole frames; it must honour a write deadline so that a client that
+// writes whole frames. It must honour a write deadline, so that a client that
 // stops reading cannot block its session forever.
 type Conn interface {
 	Write(frames []byte) error
@@ -80,7 +80,7 @@ type sendRetryTick struct{}
 // loginGrace is how long a lone LOGIN opcode waits for the read that carries
 // the user name. A LOGIN has no length field, so an opcode with nothing
 // after it is either a login split by the network or an empty user name;
-// the name of a split login arrives within microseconds on any real link.
+// the name of a split login usually arrives within microseconds.
 const loginGrace = 250 * time.Millisecond
 
 // profile is the protocol a session logged in with.
@@ -229,8 +229,8 @@ func (s *session) checkIdle(ctx actor.Context) {
 
 func (s *session) stop(ctx actor.Context) {
 	if !s.closing {
-		// Stopped from outside (the node is shutting down): say so, so the
-		// client reconnects instead of guessing at a network fault.
+		// Stopped from outside (the node is shutting down): send the reason,
+		// so the client reconnects instead of guessing at a network fault.
 		s.out = wire.AppendError(s.out, reasonShuttingDown)
 		s.closing = true
 	}

@@ -116,7 +116,7 @@ func (s *session) receipt(ctx actor.Context, f *wire.Frame) {
 	s.relay(ctx, string(f.Sender), wire.AppendReceipt(nil, f.MsgID, s.user, uint64(time.Now().UnixMilli())))
 }
 
-// getStatus asks the target's shard for presence, unless presence queries
+// getStatus requests the target's presence from its shard, unless presence queries
 // are being shed.
 func (s *session) getStatus(ctx actor.Context, f *wire.Frame) {
 	if s.shed(shedPresence, &s.cfg.Stats.StatusShed) {
@@ -197,7 +197,7 @@ func (s *session) uploadKeys(ctx actor.Context, f *wire.Frame) {
 	s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Key{Key: req}})
 }
 
-// fetchKeys asks the owner's shard for the owner's bundle and one one-time
+// fetchKeys requests from the owner's shard the owner's bundle and one one-time
 // prekey.
 func (s *session) fetchKeys(ctx actor.Context, f *wire.Frame) {
 	// Each fetch uses up one of the owner's one-time prekeys, so fetches
@@ -223,7 +223,7 @@ func (s *session) writeKeyReply(m map[string]any) {
 	s.out = wire.AppendPrekeyResponse(s.out, b)
 }
 
-// finishKeys answers an upload or fetch with the CBOR reply of 0x22.
+// finishKeys replies to an upload or fetch with the CBOR map of 0x22.
 func (s *session) finishKeys(r *irispb.KeyReply, fetch bool) {
 	switch {
 	case r.Status == "not_found":
@@ -303,7 +303,7 @@ func (s *session) finishGroup(r *irispb.GroupReply) {
 		s.out = wire.AppendGroupMember(s.out, r.Group, s.user)
 	case irispb.GroupOp_GROUP_OP_ADD:
 		if r.AlreadyMember {
-			// Nobody else is told again; the requester still gets its answer.
+			// The other members get no second notice, but the requester gets its reply.
 			s.out = wire.AppendGroupMember(s.out, r.Group, r.Member)
 		}
 	case irispb.GroupOp_GROUP_OP_LEAVE:

@@ -29,7 +29,7 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 		s.ackedElsewhere(ctx, body.Ack)
 	case *irispb.Envelope_Flush:
 		// Everything read so far has been handled, and its acks were sent
-		// at the end of each read; answer through the same router.
+		// at the end of each read. Reply through the same router.
 		s.sendAcks(ctx)
 		s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Flush{Flush: &irispb.Flush{
 			User: body.Flush.User, Token: body.Flush.Token, Session: fromPID(s.self),
@@ -75,7 +75,7 @@ func (s *session) ackedElsewhere(ctx actor.Context, ack *irispb.AckRequest) {
 	s.afterAcks(ctx)
 }
 
-// fetchAfter asks the shard for the next page of the inbox.
+// fetchAfter requests the next page of the inbox from the shard.
 func (s *session) fetchAfter(ctx actor.Context, seq uint64) {
 	s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Fetch{Fetch: &irispb.FetchRequest{
 		User:     s.user,
@@ -84,7 +84,7 @@ func (s *session) fetchAfter(ctx actor.Context, seq uint64) {
 	}}})
 }
 
-// receivePage delivers one page of the inbox during catch-up and asks for
+// receivePage delivers one page of the inbox during catch-up and requests
 // the next one until the inbox is exhausted.
 func (s *session) receivePage(ctx actor.Context, page *irispb.FetchReply) {
 	if page.Error != "" {

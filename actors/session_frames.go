@@ -194,7 +194,7 @@ func (s *session) login(ctx actor.Context, p profile, user, token string) {
 	s.fetchAfter(ctx, 0)
 }
 
-// send asks the target's shard to append one message. dedupScope and
+// send requests that the target's shard append one message. dedupScope and
 // dedupID, when dedupID is non-zero or scope is set, identify a repeat.
 func (s *session) send(ctx actor.Context, target []byte, kind uint8, msg []byte, v2 bool, cid uint64, dedupScope string, dedupID uint64) {
 	s.cfg.Stats.Received.Add(1)
@@ -268,7 +268,7 @@ func (s *session) rateLimited(v2 bool, cid uint64, wait time.Duration) {
 	s.out = wire.AppendRateLimited(s.out, uint32(wait.Milliseconds())+1)
 }
 
-// finishSend answers the client once the shard has stored (or refused) one
+// finishSend replies to the client once the shard has stored (or rejected) one
 // of its messages.
 func (s *session) finishSend(ctx actor.Context, reply *irispb.AppendReply) {
 	send, ok := s.outbox.answer(reply, func(env *irispb.Envelope) { s.toShard(ctx, env) })

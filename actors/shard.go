@@ -31,7 +31,7 @@ type Store interface {
 	Inbox(user string, afterSeq uint64, limit int) ([]storage.Entry, error)
 }
 
-// ShardConfig is what every shard grain of a node shares.
+// ShardConfig holds the settings and services every shard grain of a node shares.
 type ShardConfig struct {
 	// ReplaceOnLogin closes a user's older sessions when the user logs in
 	// again, instead of keeping one session per device.
@@ -45,7 +45,7 @@ type ShardConfig struct {
 
 // shard is a cluster grain ("shard-<n>") that owns the users whose names hash
 // to n. It keeps the live sessions of each of its users (registered at login,
-// watched so that a crashed session is removed), answers presence, and runs
+// watched so that a crashed session is removed), replies to presence queries, and runs
 // inbox operations against the store. An append is answered only after the
 // store reports it durable; the entry is then pushed to every live session
 // of the recipient, in seq order, because the store reports commits of one
@@ -66,9 +66,9 @@ type shard struct {
 	owners   map[string]string       // session PID key → user
 
 	// Writes queued in the store but not yet committed, which reads of the
-	// store do not show yet: an inbox page must not bring back an entry
-	// acked a moment ago, and a user who just went offline must not look
-	// never seen.
+	// store do not show yet. With them, an inbox page does not bring back an
+	// entry acked a moment ago, and a user who just went offline does not
+	// look never seen.
 	acking   map[string]*pendingAcks // user → acks not yet committed
 	lastSeen map[string]uint64       // user → last-seen time not yet committed
 
@@ -279,7 +279,7 @@ func (s *shard) finishAppend(ctx actor.Context, done *appendDone) {
 	}
 }
 
-// ack removes acknowledged entries and tells the user's other sessions, so
+// ack removes acknowledged entries and passes the acks to the user's other sessions, so
 // that they stop redelivering what one device has already acknowledged.
 func (s *shard) ack(ctx actor.Context, env *irispb.Envelope, req *irispb.AckRequest) {
 	user := req.User
@@ -364,7 +364,7 @@ func (s *shard) finishKeys(ctx actor.Context, done *keyDone) {
 	}
 }
 
-// finishAck forgets a queued ack once the store has committed it.
+// finishAck drops a queued ack once the store has committed it.
 func (s *shard) finishAck(msg *ackCommitted) {
 	pending := s.acking[msg.user]
 	if pending == nil {
@@ -414,8 +414,8 @@ func registered(user string) *irispb.Envelope {
 	return &irispb.Envelope{Version: 1, Body: &irispb.Envelope_RegisterReply{RegisterReply: &irispb.RegisterReply{User: user}}}
 }
 
-// flushed records a session's flush answer and confirms the login once no
-// other session is left to answer.
+// flushed records a session's flush reply and confirms the login once no
+// other session is left to reply.
 func (s *shard) flushed(ctx actor.Context, f *irispb.Flush) {
 	p := s.flushes[f.Token]
 	if p == nil || f.Session == nil {
@@ -455,7 +455,7 @@ func (s *shard) addSession(ctx actor.Context, user string, pid *actor.PID) bool 
 
 // refresh re-adds an edge's live sessions. A session this shard did not
 // know was registered with an earlier incarnation of it, whose pushes may
-// have been lost: it is told to read its inbox again.
+// have been lost, so it gets a Resync to read its inbox again.
 func (s *shard) refresh(ctx actor.Context, req *irispb.RefreshRequest) {
 	for _, r := range req.Registrations {
 		pid := toPID(r.Session)
@@ -466,7 +466,7 @@ func (s *shard) refresh(ctx actor.Context, req *irispb.RefreshRequest) {
 	}
 }
 
-// removeSession forgets a session. When it was the user's last one, the user
+// removeSession removes a session. When it was the user's last one, the user
 // goes offline and the store records the time as last seen.
 func (s *shard) removeSession(ctx actor.Context, pid *actor.PID, unwatch bool) {
 	key := pid.String()

@@ -108,11 +108,11 @@ type Edge struct {
 	// partial frames cannot hold receive buffers forever. Default 30s.
 	FrameTimeout time.Duration `yaml:"frame_timeout"`
 	// KeepAlive is the idle time after which the server starts TCP
-	// keepalive probes on a client connection; a peer that answers none of
-	// three probes, KeepAlive/3 apart, is dropped, so a vanished network
+	// keepalive probes on a client connection. A peer that responds to none of
+	// three probes, KeepAlive/3 (at least 1s) apart, is dropped, so a vanished network
 	// ends its session. Default 30s. 0s turns probes off.
 	KeepAlive time.Duration `yaml:"keepalive"`
-	// DuplicateLogin says what a new login of a user who is already
+	// DuplicateLogin selects what a new login of a user who is already
 	// connected does: "allow" keeps every session (several devices), and
 	// "replace" closes the older sessions once they have passed on their
 	// acknowledgements. Default "allow".

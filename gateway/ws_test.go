@@ -121,7 +121,7 @@ func TestWSSilentClientPingedThenClosed(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	start := time.Now()
 
-	// The client reads but never answers: first the LOGIN_OK message, then a
+	// The client reads but never responds: first the LOGIN_OK message, then a
 	// ping, then the end of the connection.
 	var sawPing bool
 	for {
@@ -156,7 +156,7 @@ func TestWSAnsweringClientStaysOpen(t *testing.T) {
 	if _, _, err := ws.Read(ctx); err != nil { // LOGIN_OK
 		t.Fatal(err)
 	}
-	// Reading answers pings; nothing else arrives, so the read times out
+	// Reading responds to pings; nothing else arrives, so the read times out
 	// unless the server closes the connection.
 	quiet, cancelQuiet := context.WithTimeout(ctx, time.Second)
 	defer cancelQuiet()

@@ -286,7 +286,7 @@ func TestFastSenderIsRateLimited(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// While the flood is answered, another pair is not slowed down.
+	// While the server handles the flood, another pair is not slowed down.
 	start := time.Now()
 	if err := other.Send("friend", []byte("unaffected")); err != nil {
 		t.Fatal(err)
@@ -475,7 +475,7 @@ func TestRepeatedAddIsAnswered(t *testing.T) {
 			t.Fatalf("ann got %v, want ben's membership", f)
 		}
 	}
-	expect(t, ben, client.OpGroupMember) // told once, when added
+	expect(t, ben, client.OpGroupMember) // notified once, when added
 	quiet, cancelQuiet := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancelQuiet()
 	if f, err := ben.Next(quiet); err == nil {
