@@ -16,6 +16,13 @@ build:
 run: build
 	./bin/iris start
 
+# A local cluster of 3 cores (127.0.0.2-4) and 2 edges (127.0.0.5-6) on
+# loopback; Ctrl-C stops every node. CLUSTER_DIR sets where configs, data
+# and logs go (default ./cluster-data).
+.PHONY: cluster
+cluster: build
+	scripts/cluster.sh bin/iris
+
 test: vet test-deps
 	$(GO) test -race -timeout 12m ./...
 	$(MAKE) fuzz

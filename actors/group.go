@@ -92,6 +92,7 @@ func (g *group) Receive(ctx actor.Context) {
 	case *protocluster.ClusterInit:
 		g.id = msg.Identity.Identity
 		g.self, g.system = ctx.Self(), ctx.ActorSystem()
+		waitForStore(g.cfg.Store, g.cfg.Logger, g.id)
 	case *actor.Stopping:
 		if g.timer != nil {
 			g.timer.Stop()

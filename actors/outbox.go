@@ -145,6 +145,15 @@ func (o *outbox) retryDue(now time.Time, send func(*irispb.Envelope)) {
 	}
 }
 
+// retryAll sends again, in add order, every append that awaits its reply.
+// It runs when a node left the cluster, because the appends in flight to it
+// are lost and waiting for their timeouts would stall the senders.
+func (o *outbox) retryAll(now time.Time, send func(*irispb.Envelope)) {
+	for _, ref := range o.refs() {
+		o.resend(o.sends[ref], now, send)
+	}
+}
+
 // resendTarget sends again, in order, every append to target that awaits
 // its reply. Further out_of_order replies of the same burst are ignored for
 // resendGuard, while the resent appends are on their way.

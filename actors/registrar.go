@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/eventstream"
 
 	"github.com/iris-im/iris/actors/irispb"
@@ -26,6 +27,14 @@ type ShardActivated struct{ Identity string }
 // RefreshNow requests that the registrar send its registrations at once.
 type RefreshNow struct{}
 
+// RetrySends asks a session to send again every append that awaits its
+// reply, because a node left the cluster with some of them.
+type RetrySends struct{}
+
+// topologyChanged reports a new member list to the registrar; left is true
+// when a member is gone.
+type topologyChanged struct{ left bool }
+
 type refreshTick struct{}
 
 // RegistrarConfig configures the registrar of an edge.
@@ -36,13 +45,14 @@ type RegistrarConfig struct {
 }
 
 // registrar keeps the live sessions of this edge and repeats their
-// registrations to the shards: every RegistrarConfig.Every, and at once when
-// a shard on this node announces that it (re)started. A shard keeps its
+// registrations to the shards: every RegistrarConfig.Every, at once when a
+// shard on this node announces that it (re)started, and at once when the
+// cluster's member list changes. A shard keeps its
 // session lists in memory only, so after a restart, or after a move to
 // another core when a core dies, this is how it learns who is online again.
 //
-// Handles: Track, Untrack, RefreshNow, ShardActivated (event stream), and its
-// own timer.
+// Handles: Track, Untrack, RefreshNow, ShardActivated and ClusterTopology
+// (event stream), and its own timer.
 type registrar struct {
 	cfg      *RegistrarConfig
 	sessions map[string]Track // session PID key → registration
@@ -61,8 +71,11 @@ func (r *registrar) Receive(ctx actor.Context) {
 	case *actor.Started:
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		r.sub = ctx.ActorSystem().EventStream.Subscribe(func(evt interface{}) {
-			if _, ok := evt.(*ShardActivated); ok {
+			switch e := evt.(type) {
+			case *ShardActivated:
 				root.Send(self, &RefreshNow{})
+			case *protocluster.ClusterTopology:
+				root.Send(self, &topologyChanged{left: len(e.Left) > 0})
 			}
 		})
 		r.schedule(ctx)
@@ -77,6 +90,21 @@ func (r *registrar) Receive(ctx actor.Context) {
 		delete(r.sessions, msg.Session.String())
 	case *RefreshNow:
 		r.refresh(ctx)
+	case *topologyChanged:
+		// Shards move when members come and go. The routers forget where
+		// shards were, the new owners learn this edge's users from the
+		// refresh, and the appends lost with a member that left are sent
+		// again. Each router gets ForgetShards before any of the envelopes
+		// that follow, because they reach its mailbox after it.
+		for _, pid := range r.cfg.Routers.All() {
+			ctx.Send(pid, &ForgetShards{})
+		}
+		r.refresh(ctx)
+		if msg.left {
+			for _, t := range r.sessions {
+				ctx.Send(t.Session, &RetrySends{})
+			}
+		}
 	case *refreshTick:
 		r.refresh(ctx)
 		r.schedule(ctx)

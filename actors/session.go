@@ -121,6 +121,9 @@ type session struct {
 	self *actor.PID
 	sys  *actor.ActorSystem
 
+	flushes    []*irispb.Flush // Flush requests waiting for the next read
+	flushTimer *time.Timer
+
 	decoder *wire.Decoder
 	out     []byte // frames to write at the end of the current message
 
@@ -167,6 +170,10 @@ func (s *session) Receive(ctx actor.Context) {
 		s.start(ctx)
 	case *Inbound:
 		s.receiveBytes(ctx, msg)
+		s.answerFlushes(ctx)
+	case *flushGraceOver:
+		s.flushTimer = nil
+		s.answerFlushes(ctx)
 	case *irispb.Envelope:
 		s.receiveEnvelope(ctx, msg)
 	case *loginTimeout:
@@ -185,9 +192,14 @@ func (s *session) Receive(ctx actor.Context) {
 		s.redeliver(ctx)
 	case *sendRetryTick:
 		s.retrySends(ctx)
+	case *RetrySends:
+		if len(s.outbox.sends) > 0 {
+			s.outbox.retryAll(time.Now(), func(env *irispb.Envelope) { s.toShard(ctx, env) })
+		}
 	case *Crash:
 		panic(msg.Reason)
 	case *ConnClosed:
+		s.answerFlushes(ctx)
 		s.closing = true
 		ctx.Stop(s.self)
 	case *actor.Stopping:
@@ -248,6 +260,9 @@ func (s *session) stop(ctx actor.Context) {
 	}
 	if s.frameTimer != nil {
 		s.frameTimer.Stop()
+	}
+	if s.flushTimer != nil {
+		s.flushTimer.Stop()
 	}
 	if s.idleTimer != nil {
 		s.idleTimer.Stop()

@@ -28,12 +28,7 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 	case *irispb.Envelope_Ack:
 		s.ackedElsewhere(ctx, body.Ack)
 	case *irispb.Envelope_Flush:
-		// Everything read so far has been handled, and its acks were sent
-		// at the end of each read. Reply through the same router.
-		s.sendAcks(ctx)
-		s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Flush{Flush: &irispb.Flush{
-			User: body.Flush.User, Token: body.Flush.Token, Session: fromPID(s.self),
-		}}})
+		s.startFlush(ctx, body.Flush)
 	case *irispb.Envelope_Kick:
 		s.fail(ctx, body.Kick.Reason)
 	case *irispb.Envelope_Relay:
@@ -235,4 +230,45 @@ func storeErrorReason(err error) string {
 	default:
 		return reasonStoreFailed
 	}
+}
+
+// flushGrace is how long a session waits for its next read before it
+// answers a Flush. A client that sends an ACK and closes its connection
+// right before it logs in on a new one has the ACK and the close queued in
+// this connection's socket; one more read brings them in, so the new login
+// does not read the acked entry back.
+const flushGrace = 50 * time.Millisecond
+
+// flushGraceOver ends the wait of startFlush.
+type flushGraceOver struct{}
+
+// startFlush records a Flush request of the shard: another login of this
+// user waits until this session has sent the acks of what it read. The
+// answer goes out after the next read, when the connection closes, or after
+// flushGrace, whichever comes first.
+func (s *session) startFlush(ctx actor.Context, f *irispb.Flush) {
+	s.flushes = append(s.flushes, f)
+	if s.flushTimer == nil {
+		self, root := s.self, s.sys.Root
+		s.flushTimer = time.AfterFunc(flushGrace, func() { root.Send(self, &flushGraceOver{}) })
+	}
+}
+
+// answerFlushes sends the acks of everything read so far and then, through
+// the same router so that they arrive after the acks, the Flush replies.
+func (s *session) answerFlushes(ctx actor.Context) {
+	if len(s.flushes) == 0 {
+		return
+	}
+	if s.flushTimer != nil {
+		s.flushTimer.Stop()
+		s.flushTimer = nil
+	}
+	s.sendAcks(ctx)
+	for _, f := range s.flushes {
+		s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Flush{Flush: &irispb.Flush{
+			User: f.User, Token: f.Token, Session: fromPID(s.self),
+		}}})
+	}
+	s.flushes = nil
 }

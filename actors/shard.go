@@ -31,6 +31,31 @@ type Store interface {
 	Inbox(user string, afterSeq uint64, limit int) ([]storage.Entry, error)
 }
 
+// Barrier is implemented by a store whose local reads can miss writes made
+// through another node, such as the replicated store of a core. Barrier
+// returns once every write committed before the call is visible locally.
+type Barrier interface {
+	Barrier(timeout time.Duration) error
+}
+
+// barrierTimeout bounds the wait of an activating grain for its store. It
+// covers a raft election after a core died.
+const barrierTimeout = 5 * time.Second
+
+// waitForStore blocks an activating grain until its store shows the writes
+// of the grain's previous activation, which may have run on another core.
+// Messages wait in the grain's mailbox meanwhile. On a timeout the grain
+// starts anyway and logs it, because its writes still go through raft.
+func waitForStore(store any, logger *slog.Logger, identity string) {
+	b, ok := store.(Barrier)
+	if !ok {
+		return
+	}
+	if err := b.Barrier(barrierTimeout); err != nil {
+		logger.Warn("grain activated before its store caught up; reads may miss the newest writes", "grain", identity, "err", err)
+	}
+}
+
 // ShardConfig holds the settings and services every shard grain of a node shares.
 type ShardConfig struct {
 	// ReplaceOnLogin closes a user's older sessions when the user logs in
@@ -156,6 +181,7 @@ func (s *shard) Receive(ctx actor.Context) {
 		s.self = ctx.Self()
 		s.system = ctx.ActorSystem()
 		s.cfg.Stats.ShardsActive.Add(1)
+		waitForStore(s.cfg.Store, s.cfg.Logger, s.identity)
 		s.system.EventStream.Publish(&ShardActivated{Identity: s.identity})
 	case *actor.Stopping, *actor.Restarting:
 		s.cfg.Stats.ShardsActive.Add(-1)
@@ -468,10 +494,17 @@ func (s *shard) refresh(ctx actor.Context, req *irispb.RefreshRequest) {
 
 // removeSession removes a session. When it was the user's last one, the user
 // goes offline and the store records the time as last seen.
-func (s *shard) removeSession(ctx actor.Context, pid *actor.PID, unwatch bool) {
+//
+// unregistered tells the two callers apart. An Unregister comes through the
+// session's router after the session's last acks, so a login waiting for
+// that session to flush can go on. The Terminated of a watch can overtake
+// those acks, because proto.actor delivers system messages first and the
+// acks take one hop more; a login waiting for that session keeps waiting for
+// the Unregister, or for flushTimeout when the session's node died with it.
+func (s *shard) removeSession(ctx actor.Context, pid *actor.PID, unregistered bool) {
 	key := pid.String()
-	for token, p := range s.flushes { // a session that ended has nothing to flush
-		if p.waiting[key] {
+	for token, p := range s.flushes {
+		if unregistered && p.waiting[key] {
 			delete(p.waiting, key)
 			if len(p.waiting) == 0 {
 				s.confirmLogin(ctx, token, p)
@@ -483,7 +516,7 @@ func (s *shard) removeSession(ctx actor.Context, pid *actor.PID, unwatch bool) {
 		return
 	}
 	delete(s.owners, key)
-	if unwatch {
+	if unregistered {
 		ctx.Unwatch(pid)
 	}
 

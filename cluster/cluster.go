@@ -6,15 +6,19 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Grain kinds that cores host.
@@ -26,7 +30,7 @@ const (
 // ErrTopologyTimeout is returned when no member list arrives in time.
 var ErrTopologyTimeout = errors.New("cluster: no topology received")
 
-// Options configures a cluster member.
+// Options configures a cluster member or client.
 type Options struct {
 	Name           string        // cluster name; members with other names do not join
 	Host           string        // remoting bind address
@@ -34,6 +38,25 @@ type Options struct {
 	RequestTimeout time.Duration // timeout of grain requests
 	Kinds          []*protocluster.Kind
 	Logger         *slog.Logger
+
+	// Provider selects how members find each other: "automanaged" (Seeds) or one of the
+	// external registries in providers.go. StartLocalMember ignores it.
+	Provider string
+	// Seeds are the discovery addresses (host:port) of the members, polled every Refresh by
+	// the automanaged provider.
+	Seeds []string
+	// DiscoveryAddr is where a member serves its record to the automanaged provider.
+	DiscoveryAddr string
+	// Refresh is the automanaged provider's polling period. Zero means DefaultRefresh.
+	Refresh time.Duration
+	// Registry holds the settings of the external providers.
+	Registry RegistryOptions
+	// TLS, when set, is the cluster's mutual TLS: remoting and discovery accept only peers
+	// whose certificate verifies against its ClientCAs, and dial peers with its
+	// Certificates, verifying them against RootCAs.
+	TLS *tls.Config
+	// TopologyTimeout bounds the wait for the first member list. Zero means 30s.
+	TopologyTimeout time.Duration
 }
 
 // Member is a started cluster member.
@@ -41,6 +64,7 @@ type Member struct {
 	Cluster *protocluster.Cluster
 	System  *actor.ActorSystem
 	logger  *slog.Logger
+	client  bool
 }
 
 // StartLocalMember starts system as the only member of an in-process cluster
@@ -67,6 +91,104 @@ func StartLocalMember(system *actor.ActorSystem, opts Options) (*Member, error) 
 	}
 	opts.Logger.Info("cluster member started", "cluster", opts.Name, "address", system.Address(), "members", c.MemberList.Length())
 	return m, nil
+}
+
+// StartMember starts system as a member of the cluster described by opts, hosting
+// opts.Kinds, and returns once the member list includes it.
+func StartMember(system *actor.ActorSystem, opts Options) (*Member, error) {
+	c, err := newCluster(system, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := startMember(c); err != nil {
+		return nil, err
+	}
+	m := &Member{Cluster: c, System: system, logger: opts.Logger}
+	if err := m.waitForTopology(topologyTimeout(opts)); err != nil {
+		m.Stop()
+		return nil, err
+	}
+	opts.Logger.Info("cluster member started", "cluster", opts.Name, "provider", opts.Provider,
+		"address", system.Address(), "members", c.MemberList.Length())
+	return m, nil
+}
+
+// StartClient starts system as a client of the cluster: it reaches grains
+// and hosts none. It returns once the member list names a member that hosts
+// kind, so the node can serve at once.
+func StartClient(system *actor.ActorSystem, opts Options, kind string) (*Member, error) {
+	c, err := newCluster(system, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := startClient(c); err != nil {
+		return nil, err
+	}
+	m := &Member{Cluster: c, System: system, logger: opts.Logger, client: true}
+	deadline := time.Now().Add(topologyTimeout(opts))
+	for len(m.MembersOf(kind)) == 0 {
+		if time.Now().After(deadline) {
+			m.Stop()
+			return nil, fmt.Errorf("%w: no member hosting %q within %s; check cluster.seeds and that the cores run",
+				ErrTopologyTimeout, kind, topologyTimeout(opts))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	opts.Logger.Info("cluster client started", "cluster", opts.Name, "provider", opts.Provider,
+		"address", system.Address(), "members", c.MemberList.Length())
+	return m, nil
+}
+
+// MembersOf returns the remoting addresses of the members that host kind.
+func (m *Member) MembersOf(kind string) []string {
+	var out []string
+	for _, member := range m.Cluster.MemberList.Members().Members() {
+		if slices.Contains(member.Kinds, kind) {
+			out = append(out, member.Address())
+		}
+	}
+	return out
+}
+
+func topologyTimeout(opts Options) time.Duration {
+	if opts.TopologyTimeout > 0 {
+		return opts.TopologyTimeout
+	}
+	return 30 * time.Second
+}
+
+// newCluster configures remoting (with mutual TLS when opts.TLS is set), the provider and
+// the identity lookup.
+func newCluster(system *actor.ActorSystem, opts Options) (*protocluster.Cluster, error) {
+	provider, err := newProvider(opts)
+	if err != nil {
+		return nil, err
+	}
+	var remoteOpts []remote.ConfigOption
+	if opts.TLS != nil {
+		server := opts.TLS.Clone()
+		server.ClientAuth = tls.RequireAndVerifyClientCert
+		remoteOpts = append(remoteOpts,
+			remote.WithServerOptions(grpc.Creds(credentials.NewTLS(server))),
+			remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(opts.TLS.Clone()))),
+		)
+	}
+	remoteConfig := remote.Configure(opts.Host, opts.Port, remoteOpts...)
+	config := protocluster.Configure(opts.Name, provider, disthash.New(), remoteConfig,
+		protocluster.WithKinds(opts.Kinds...),
+		protocluster.WithRequestTimeout(opts.RequestTimeout),
+	)
+	return protocluster.New(system, config), nil
+}
+
+func startClient(c *protocluster.Cluster) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cluster: start client: %v", r)
+		}
+	}()
+	c.StartClient()
+	return nil
 }
 
 func startMember(c *protocluster.Cluster) (err error) {
@@ -97,10 +219,31 @@ func (m *Member) waitForTopology(timeout time.Duration) error {
 // that a stopping node does not need.
 func (m *Member) Stop() {
 	m.Cluster.IdentityLookup.Shutdown()
-	if m.Cluster.Remote != nil {
+	if err := m.Cluster.Config.ClusterProvider.Shutdown(false); err != nil {
+		m.logger.Warn("cluster provider shutdown failed", "err", err)
+	}
+	if m.Cluster.Remote == nil {
+		return
+	}
+	// NB: a graceful remote shutdown waits up to 10 s for each endpoint
+	// still reconnecting to a node that is gone, which is longer than a
+	// node's whole stop budget. It gets remoteStopWait, and then the gRPC
+	// server is stopped at once.
+	done := make(chan struct{})
+	go func() {
 		m.Cluster.Remote.Shutdown(true)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(remoteStopWait):
+		m.logger.Warn("cluster remoting did not stop in time; closing its connections", "wait", remoteStopWait)
+		m.Cluster.Remote.Shutdown(false)
 	}
 }
+
+// remoteStopWait bounds the graceful part of a remoting shutdown.
+const remoteStopWait = 2 * time.Second
 
 // ShardIdentity names the shard grain that owns user among n shards.
 func ShardIdentity(user string, n int) string {

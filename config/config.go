@@ -250,21 +250,117 @@ type Store struct {
 	GroupCommitMax int `yaml:"group_commit_max"`
 }
 
-// Cluster contains the settings of cluster membership and requests between nodes.
+// Cluster contains the settings of cluster membership, requests between
+// nodes and, on cores, the raft replication of the store. A node of role all
+// needs none of them beyond the defaults.
 type Cluster struct {
 	// Name is the cluster name. Nodes join only a cluster of the same name.
 	// Default "iris".
 	Name string `yaml:"name"`
-	// Host is the address that other nodes use to reach this one. Default "127.0.0.1".
+	// Host is the address that other nodes use to reach this one, and that
+	// the cluster port binds. Default "127.0.0.1".
 	Host string `yaml:"host"`
-	// Port is the cluster port. Default 0, which picks any free port.
+	// Port is the cluster (remoting) port. Default 0, which picks any free
+	// port; the member list carries the port picked.
 	Port int `yaml:"port"`
+	// Provider is how members find each other: automanaged (the Seeds
+	// below), consul, etcd or k8s. Default automanaged.
+	Provider string `yaml:"provider"`
+	// Seeds are the discovery addresses (host:port) of the cores, which
+	// the automanaged provider polls every 500 ms. List every core, the
+	// same way on every node. Default empty, which only role all allows.
+	Seeds []string `yaml:"seeds"`
+	// DiscoveryPort is the port on Host where a core serves its member
+	// record to the automanaged provider. Default 0, which only role all
+	// and edges allow: a core must set it.
+	DiscoveryPort int `yaml:"discovery_port"`
 	// Shards is the number of shards that users are hashed into. Every node
 	// of a cluster needs the same value. Default 256.
 	Shards int `yaml:"shards"`
 	// RequestTimeout is the deadline of one request to another node. Default 5s.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// JoinTimeout is how long a starting core or edge waits for the member
+	// list (an edge: for a member that hosts shards) before it gives up and
+	// exits. Default 30s.
+	JoinTimeout time.Duration `yaml:"join_timeout"`
+	// Consul contains the settings of the consul provider.
+	Consul ClusterConsul `yaml:"consul"`
+	// Etcd contains the settings of the etcd provider.
+	Etcd ClusterEtcd `yaml:"etcd"`
+	// Raft contains the settings of the cores' raft group.
+	Raft ClusterRaft `yaml:"raft"`
+	// TLS is the cluster's mutual TLS for remoting, discovery and raft.
+	TLS ClusterTLS `yaml:"tls"`
 }
+
+// ClusterConsul contains the settings of the consul provider.
+type ClusterConsul struct {
+	// Address is the host:port of the local Consul agent's HTTP API.
+	// Default "127.0.0.1:8500".
+	Address string `yaml:"address"`
+}
+
+// ClusterEtcd contains the settings of the etcd provider.
+type ClusterEtcd struct {
+	// Endpoints are the addresses of the etcd cluster. Default
+	// ["127.0.0.1:2379"].
+	Endpoints []string `yaml:"endpoints"`
+	// Prefix is the key prefix under which members register. Default "/iris".
+	Prefix string `yaml:"prefix"`
+}
+
+// ClusterRaft contains the settings of a core's raft replica.
+type ClusterRaft struct {
+	// ID identifies this core in the raft group; never run two cores with
+	// the same ID. Default "": node.name.
+	ID string `yaml:"id"`
+	// Bind is the host:port of the raft listener. Default "": a core must
+	// set it.
+	Bind string `yaml:"bind"`
+	// Advertise is the host:port other cores dial for raft. Default "":
+	// Bind, which must then name a routable address.
+	Advertise string `yaml:"advertise"`
+	// Dir holds the raft log and snapshots. Default "": <node.data_dir>/raft.
+	Dir string `yaml:"dir"`
+	// Bootstrap lists the voters of a new cluster as id=host:port raft
+	// addresses, the same list on every core. It is read only on a core's
+	// first start, when Dir holds no raft state. Default empty: the core
+	// waits to be added by the leader.
+	Bootstrap []string `yaml:"bootstrap"`
+	// HeartbeatTimeout is how long a follower waits for the leader before
+	// it starts an election. Default 300ms.
+	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout"`
+	// ElectionTimeout is how long a candidate waits for votes. Default 300ms.
+	ElectionTimeout time.Duration `yaml:"election_timeout"`
+	// LeaderLeaseTimeout is how long a leader keeps leading without
+	// hearing from a majority. Default 300ms; at most HeartbeatTimeout.
+	LeaderLeaseTimeout time.Duration `yaml:"leader_lease_timeout"`
+	// SnapshotInterval is how often a core checks whether to snapshot its
+	// store. Default 2m.
+	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+	// SnapshotThreshold is the number of raft entries since the last
+	// snapshot that makes a core take one. Default 8192.
+	SnapshotThreshold int `yaml:"snapshot_threshold"`
+	// TrailingLogs is the number of raft entries kept after a snapshot, so
+	// a core that lags by less catches up from the log. Default 10240.
+	TrailingLogs int `yaml:"trailing_logs"`
+}
+
+// ClusterTLS contains the files of the cluster's mutual TLS. When set, nodes
+// accept cluster connections only from certificates the CA issued, and every
+// node's certificate must name its cluster.host (and raft address host) as a
+// DNS or IP subject alternative name.
+type ClusterTLS struct {
+	// CAFile is the PEM file of the cluster CA. Default "": no TLS.
+	CAFile string `yaml:"ca_file"`
+	// CertFile is the PEM file of this node's certificate. Default "".
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM file of the certificate's private key. Default "".
+	KeyFile string `yaml:"key_file"`
+}
+
+// Enabled reports whether cluster TLS is configured.
+func (t ClusterTLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
 
 // Router contains the settings of the message routers on an edge.
 type Router struct {
@@ -355,8 +451,22 @@ func Default() *Config {
 		Cluster: Cluster{
 			Name:           "iris",
 			Host:           "127.0.0.1",
+			Provider:       "automanaged",
+			Seeds:          []string{},
 			Shards:         256,
 			RequestTimeout: 5 * time.Second,
+			JoinTimeout:    30 * time.Second,
+			Consul:         ClusterConsul{Address: "127.0.0.1:8500"},
+			Etcd:           ClusterEtcd{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/iris"},
+			Raft: ClusterRaft{
+				Bootstrap:          []string{},
+				HeartbeatTimeout:   300 * time.Millisecond,
+				ElectionTimeout:    300 * time.Millisecond,
+				LeaderLeaseTimeout: 300 * time.Millisecond,
+				SnapshotInterval:   2 * time.Minute,
+				SnapshotThreshold:  8192,
+				TrailingLogs:       10240,
+			},
 		},
 		Overload: Overload{
 			Typing:   10 * time.Millisecond,

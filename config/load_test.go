@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -149,6 +150,7 @@ func TestLoadFlagOverridesEnvironment(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("IRIS_NODE_ROLE", "core")
 	t.Setenv("IRIS_LOG_LEVEL", "debug")
+	t.Setenv("IRIS_CLUSTER_SEEDS", "127.0.0.2:7300")
 
 	cfg, err := Load(LoadOptions{Overrides: []Override{{Key: "node.role", Value: "edge", Flag: "--role"}}})
 	if err != nil {
@@ -465,6 +467,7 @@ func TestProductionExampleLoads(t *testing.T) {
 	certFile, keyFile, _ := tlstest.WriteSelfSigned(t)
 	t.Setenv("IRIS_EDGE_TLS_CERT_FILE", certFile)
 	t.Setenv("IRIS_EDGE_TLS_KEY_FILE", keyFile)
+	setClusterTLS(t)
 
 	cfg, err := Load(LoadOptions{File: "prod.yaml", ForStart: true})
 	if err != nil {
@@ -521,6 +524,17 @@ func TestUnknownEnvironmentVariableRejected(t *testing.T) {
 	}
 }
 
+// setClusterTLS points the cluster.tls keys at files made for the test.
+func setClusterTLS(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "test cluster CA")
+	cert, key := ca.WriteNodeCert(t, dir, "node", net.ParseIP("127.0.0.1"))
+	t.Setenv("IRIS_CLUSTER_TLS_CA_FILE", ca.WriteCACert(t, dir))
+	t.Setenv("IRIS_CLUSTER_TLS_CERT_FILE", cert)
+	t.Setenv("IRIS_CLUSTER_TLS_KEY_FILE", key)
+}
+
 func TestProductionRefusesUnsafeSettings(t *testing.T) {
 	cert, key, _ := tlstest.WriteSelfSigned(t)
 	safe := func(c *Config) {
@@ -539,6 +553,15 @@ func TestProductionRefusesUnsafeSettings(t *testing.T) {
 		{"edge.tls.cert_file", func(c *Config) { c.Edge.TLS = EdgeTLS{} }},
 		{"edge.tls.cert_file", func(c *Config) { c.Edge.TLS.CertFile = filepath.Join(t.TempDir(), "missing.pem") }},
 		{"edge.tls.key_file", func(c *Config) { c.Edge.TLS.KeyFile = "" }},
+		{"cluster.tls.ca_file", func(c *Config) {
+			c.Node.Role = RoleEdge
+			c.Cluster.Seeds = []string{"10.0.0.11:7947"}
+		}},
+		{"cluster.tls.cert_file", func(c *Config) {
+			c.Node.Role = RoleEdge
+			c.Cluster.Seeds = []string{"10.0.0.11:7947"}
+			c.Cluster.TLS = ClusterTLS{CAFile: cert, CertFile: cert, KeyFile: filepath.Join(t.TempDir(), "missing.pem")}
+		}},
 	} {
 		c := Default()
 		safe(c)

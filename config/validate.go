@@ -2,8 +2,10 @@ package config
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -226,19 +228,88 @@ func (c *Config) validateLimits(v *checker) {
 }
 
 func (c *Config) validateCluster(v *checker) {
-	if strings.TrimSpace(c.Cluster.Name) == "" {
+	cl := c.Cluster
+	if strings.TrimSpace(cl.Name) == "" {
 		v.fail("cluster.name", "must not be empty")
 	}
-	if strings.TrimSpace(c.Cluster.Host) == "" {
+	if strings.TrimSpace(cl.Host) == "" {
 		v.fail("cluster.host", "must not be empty: set the address other nodes use to reach this one")
 	}
-	if c.Cluster.Port < 0 || c.Cluster.Port > 65535 {
-		v.fail("cluster.port", "invalid port %d: must be 0 (any free port) to 65535", c.Cluster.Port)
+	if cl.Port < 0 || cl.Port > 65535 {
+		v.fail("cluster.port", "invalid port %d: must be 0 (any free port) to 65535", cl.Port)
 	}
-	if c.Cluster.Shards < 1 || c.Cluster.Shards > 65536 {
-		v.fail("cluster.shards", "must be 1 to 65536, got %d", c.Cluster.Shards)
+	if cl.DiscoveryPort < 0 || cl.DiscoveryPort > 65535 {
+		v.fail("cluster.discovery_port", "invalid port %d: must be 0 to 65535", cl.DiscoveryPort)
 	}
-	v.positiveDuration("cluster.request_timeout", c.Cluster.RequestTimeout)
+	if cl.Shards < 1 || cl.Shards > 65536 {
+		v.fail("cluster.shards", "must be 1 to 65536, got %d", cl.Shards)
+	}
+	v.positiveDuration("cluster.request_timeout", cl.RequestTimeout)
+	v.positiveDuration("cluster.join_timeout", cl.JoinTimeout)
+	v.oneOf("cluster.provider", cl.Provider, "automanaged", "consul", "etcd", "k8s")
+	for _, seed := range cl.Seeds {
+		v.hostPort("cluster.seeds", seed)
+	}
+
+	role := c.Node.Role
+	if (role == RoleCore || role == RoleEdge) && cl.Provider == "automanaged" && len(cl.Seeds) == 0 {
+		v.fail("cluster.seeds", "must list the discovery address (host:port) of every core when node.role is %s and cluster.provider is automanaged", role)
+	}
+	if role == RoleCore && cl.Provider == "automanaged" && cl.DiscoveryPort == 0 {
+		v.fail("cluster.discovery_port", "must be set when node.role is core: it is the port that cluster.seeds name")
+	}
+	if role == RoleCore {
+		c.validateRaft(v)
+	}
+	if cl.Provider == "etcd" && len(cl.Etcd.Endpoints) == 0 {
+		v.fail("cluster.etcd.endpoints", "must list at least one etcd address when cluster.provider is etcd")
+	}
+	if cl.Provider == "consul" && strings.TrimSpace(cl.Consul.Address) == "" {
+		v.fail("cluster.consul.address", "must be set when cluster.provider is consul")
+	}
+
+	t := cl.TLS
+	if t.Enabled() && (t.CAFile == "" || t.CertFile == "" || t.KeyFile == "") {
+		v.fail("cluster.tls.ca_file", "cluster.tls needs all of ca_file, cert_file and key_file, or none")
+	}
+}
+
+// validateRaft checks the raft settings of a core.
+func (c *Config) validateRaft(v *checker) {
+	r := c.Cluster.Raft
+	if r.Bind == "" {
+		v.fail("cluster.raft.bind", "must be set when node.role is core: the host:port of this core's raft listener")
+	} else {
+		v.hostPort("cluster.raft.bind", r.Bind)
+	}
+	if r.Advertise != "" {
+		v.hostPort("cluster.raft.advertise", r.Advertise)
+	}
+	ids := make(map[string]bool)
+	for _, entry := range r.Bootstrap {
+		id, addr, ok := strings.Cut(entry, "=")
+		if !ok || strings.TrimSpace(id) == "" {
+			v.fail("cluster.raft.bootstrap", "invalid entry %q: expected id=host:port", entry)
+			continue
+		}
+		if ids[id] {
+			v.fail("cluster.raft.bootstrap", "raft ID %q is listed twice", id)
+		}
+		ids[id] = true
+		v.hostPort("cluster.raft.bootstrap", addr)
+	}
+	v.positiveDuration("cluster.raft.heartbeat_timeout", r.HeartbeatTimeout)
+	v.positiveDuration("cluster.raft.election_timeout", r.ElectionTimeout)
+	v.positiveDuration("cluster.raft.leader_lease_timeout", r.LeaderLeaseTimeout)
+	v.positiveDuration("cluster.raft.snapshot_interval", r.SnapshotInterval)
+	v.positive("cluster.raft.snapshot_threshold", r.SnapshotThreshold)
+	v.positive("cluster.raft.trailing_logs", r.TrailingLogs)
+	if r.ElectionTimeout > 0 && r.ElectionTimeout < r.HeartbeatTimeout {
+		v.fail("cluster.raft.election_timeout", "must be at least cluster.raft.heartbeat_timeout (%s), got %s", r.HeartbeatTimeout, r.ElectionTimeout)
+	}
+	if r.LeaderLeaseTimeout > r.HeartbeatTimeout {
+		v.fail("cluster.raft.leader_lease_timeout", "must be at most cluster.raft.heartbeat_timeout (%s), got %s", r.HeartbeatTimeout, r.LeaderLeaseTimeout)
+	}
 }
 
 // validateOverload requires positive thresholds that increase from typing to
@@ -282,6 +353,12 @@ func (c *Config) validatePorts(v *checker) {
 	add("admin.addr", c.Admin.Addr)
 	if c.Cluster.Port != 0 {
 		listeners = append(listeners, listener{"cluster.port", c.Cluster.Host, c.Cluster.Port})
+	}
+	if c.Node.Role == RoleCore {
+		if c.Cluster.DiscoveryPort != 0 {
+			listeners = append(listeners, listener{"cluster.discovery_port", c.Cluster.Host, c.Cluster.DiscoveryPort})
+		}
+		add("cluster.raft.bind", c.Cluster.Raft.Bind)
 	}
 
 	for i, later := range listeners {
@@ -359,6 +436,11 @@ func (c *Config) validateForStart(sources map[string]string) error {
 			v.fail("edge.tls.cert_file", "cannot load the certificate with edge.tls.key_file: %v", err)
 		}
 	}
+	if ct := c.Cluster.TLS; c.Node.Role != RoleAll && ct.CAFile != "" && ct.CertFile != "" && ct.KeyFile != "" {
+		if _, err := LoadClusterTLS(ct); err != nil {
+			v.fail("cluster.tls.cert_file", "%v", err)
+		}
+	}
 	if c.Node.Environment == "production" {
 		c.validateProduction(v)
 	}
@@ -380,5 +462,47 @@ func (c *Config) validateProduction(v *checker) {
 	}
 	if c.Node.Role.RunsEdge() && (c.Edge.TLS.CertFile == "" || c.Edge.TLS.KeyFile == "") {
 		v.fail("edge.tls.cert_file", "must be set, with edge.tls.key_file, when node.environment is production: client traffic would be plain text")
+	}
+	if c.Node.Role != RoleAll && !c.Cluster.TLS.Enabled() {
+		v.fail("cluster.tls.ca_file", "must be set, with cluster.tls.cert_file and key_file, when node.environment is production and node.role is %s: any host that reaches the cluster ports could join and read every message", c.Node.Role)
+	}
+}
+
+// LoadClusterTLS loads the cluster's mutual TLS: this node's certificate,
+// presented as server and as client, and the cluster CA, which verifies
+// peers in both directions.
+func LoadClusterTLS(t ClusterTLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load cluster certificate %s with key %s: %w", t.CertFile, t.KeyFile, err)
+	}
+	pem, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("read cluster CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("cluster CA %s holds no PEM certificate", t.CAFile)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+// hostPort requires host:port with a non-empty host and a port from 1 to
+// 65535: an address another node dials.
+func (v *checker) hostPort(key, addr string) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		v.fail(key, "invalid address %q: expected host:port, such as 10.0.0.5:7400", addr)
+		return
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 1 || port > 65535 {
+		v.fail(key, "invalid port %q in %q: expected a number from 1 to 65535", portText, addr)
 	}
 }

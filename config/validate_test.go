@@ -78,6 +78,25 @@ func TestValidateNamesKey(t *testing.T) {
 		{"cluster.shards", func(c *Config) { c.Cluster.Shards = 0 }},
 		{"cluster.shards", func(c *Config) { c.Cluster.Shards = 65537 }},
 		{"cluster.request_timeout", func(c *Config) { c.Cluster.RequestTimeout = 0 }},
+		{"cluster.provider", func(c *Config) { c.Cluster.Provider = "zookeeper" }},
+		{"cluster.seeds", func(c *Config) { c.Cluster.Seeds = []string{"no-port"} }},
+		{"cluster.seeds", func(c *Config) { c.Node.Role = RoleEdge }},
+		{"cluster.seeds", func(c *Config) { setCore(c); c.Cluster.Seeds = nil }},
+		{"cluster.discovery_port", func(c *Config) { setCore(c); c.Cluster.DiscoveryPort = 0 }},
+		{"cluster.discovery_port", func(c *Config) { c.Cluster.DiscoveryPort = 70000 }},
+		{"cluster.raft.bind", func(c *Config) { setCore(c); c.Cluster.Raft.Bind = "" }},
+		{"cluster.raft.bind", func(c *Config) { setCore(c); c.Cluster.Raft.Bind = "127.0.0.2:0" }},
+		{"cluster.raft.bootstrap", func(c *Config) { setCore(c); c.Cluster.Raft.Bootstrap = []string{"127.0.0.2:7400"} }},
+		{"cluster.raft.bootstrap", func(c *Config) {
+			setCore(c)
+			c.Cluster.Raft.Bootstrap = []string{"a=127.0.0.2:7400", "a=127.0.0.3:7400"}
+		}},
+		{"cluster.raft.election_timeout", func(c *Config) { setCore(c); c.Cluster.Raft.ElectionTimeout = 100 * time.Millisecond }},
+		{"cluster.raft.leader_lease_timeout", func(c *Config) { setCore(c); c.Cluster.Raft.LeaderLeaseTimeout = time.Second }},
+		{"cluster.raft.snapshot_threshold", func(c *Config) { setCore(c); c.Cluster.Raft.SnapshotThreshold = 0 }},
+		{"cluster.raft.bind", func(c *Config) { setCore(c); c.Cluster.Raft.Bind = "127.0.0.1:9090"; c.Admin.Addr = "127.0.0.1:9090" }},
+		{"cluster.tls.ca_file", func(c *Config) { c.Cluster.TLS.CertFile = "node.pem" }},
+		{"cluster.etcd.endpoints", func(c *Config) { c.Cluster.Provider = "etcd"; c.Cluster.Etcd.Endpoints = nil }},
 		{"router.pool_size", func(c *Config) { c.Router.PoolSize = -1 }},
 		{"edge.ws_addr", func(c *Config) { c.Edge.WSAddr = c.Edge.TCPAddr }},
 		{"admin.addr", func(c *Config) { c.Admin.Addr = "127.0.0.1:8086" }},
@@ -131,9 +150,21 @@ func TestValidateAcceptsEdgeCases(t *testing.T) {
 			c.Edge.TCPAddr, c.Edge.WSAddr = "127.0.0.1:7000", "127.0.0.2:7000"
 		}},
 		{"core ignores edge listeners", func(c *Config) {
-			c.Node.Role = RoleCore
+			setCore(c)
 			c.Edge.TCPAddr, c.Edge.WSAddr = ":9090", ":9090"
 			c.Cluster.Port = 8085
+		}},
+		{"core with bootstrap list", func(c *Config) {
+			setCore(c)
+			c.Cluster.Raft.Bootstrap = []string{"core1=127.0.0.2:7400", "core2=127.0.0.3:7400"}
+		}},
+		{"edge with seeds", func(c *Config) {
+			c.Node.Role = RoleEdge
+			c.Cluster.Seeds = []string{"127.0.0.2:7300"}
+		}},
+		{"core on etcd needs no seeds", func(c *Config) {
+			setCore(c)
+			c.Cluster.Provider, c.Cluster.Seeds, c.Cluster.DiscoveryPort = "etcd", nil, 0
 		}},
 		{"IPv6 address", func(c *Config) { c.Edge.TCPAddr = "[::1]:8085" }},
 		{"idle timeout off", func(c *Config) { c.Edge.IdleTimeout = 0 }},
@@ -289,4 +320,12 @@ func TestZeroDisablesConnectionMaximums(t *testing.T) {
 	if err := c.Validate(); err == nil {
 		t.Fatal("a negative limits.max_connections_per_ip was accepted")
 	}
+}
+
+// setCore makes c a valid core: seeds, a discovery port and a raft address.
+func setCore(c *Config) {
+	c.Node.Role = RoleCore
+	c.Cluster.Seeds = []string{"127.0.0.2:7300", "127.0.0.3:7300"}
+	c.Cluster.DiscoveryPort = 7300
+	c.Cluster.Raft.Bind = "127.0.0.2:7400"
 }

@@ -163,18 +163,18 @@ func (s *Store) applyBatch(db *pebble.DB, ops []Op, extra func(*pebble.Batch) er
 	for i := range ops {
 		results[i], err = a.apply(&ops[i])
 		if err != nil {
-			// The cache may already hold changes of earlier ops in this batch.
-			s.cache = make(map[string]*userMeta)
+			// The caches may already hold changes of earlier ops in this batch.
+			s.resetCaches()
 			return nil, fmt.Errorf("storage: apply op %d (%s, user %q): %w", i, ops[i].Kind, ops[i].User, err)
 		}
 	}
 	if err := a.writeMeta(); err != nil {
-		s.cache = make(map[string]*userMeta)
+		s.resetCaches()
 		return nil, fmt.Errorf("storage: write inbox metadata: %w", err)
 	}
 	if extra != nil {
 		if err := extra(a.batch); err != nil {
-			s.cache = make(map[string]*userMeta)
+			s.resetCaches()
 			return nil, fmt.Errorf("storage: add to batch: %w", err)
 		}
 	}
@@ -329,21 +329,11 @@ func (a *applier) appendEntry(op *Op) (Result, error) {
 // check, so an append rejected as ErrInboxFull counts as applied.
 func (a *applier) checkOrder(op *Op) (res Result, proceed bool, err error) {
 	id := orderID(op.User, op.Sender, op.Order.Stream)
-	var rec orderRecord
-	found := false
-	value, closer, err := a.batch.Get(orderKey(id))
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
+	rec, stored, err := a.getOrder(id)
+	if err != nil {
 		return Result{}, false, err
-	default:
-		rec, err = decodeOrder(value)
-		closer.Close()
-		if err != nil {
-			return Result{}, false, err
-		}
-		found = op.TimeMS < rec.untilMS
 	}
+	found := stored && op.TimeMS < rec.untilMS
 
 	var last uint64
 	if found {
@@ -368,6 +358,7 @@ func (a *applier) checkOrder(op *Op) (res Result, proceed bool, err error) {
 	if err := a.batch.Set(orderKey(id), next.encode(), nil); err != nil {
 		return Result{}, false, err
 	}
+	a.store.orders[string(id)] = next
 	if err := a.batch.Set(orderExpiryKey(op.DedupUntilMS, id), nil, nil); err != nil {
 		return Result{}, false, err
 	}
@@ -488,6 +479,30 @@ func (a *applier) sweepIndex(indexTag, recordTag byte, nowMS uint64) error {
 	return nil
 }
 
+// getOrder returns the order record of stream id, from the cache of records
+// this store has written or read since its caches were last reset, else from
+// Pebble. Every append of a session reads its stream's record, and the cache
+// saves that read for all but the stream's first append.
+func (a *applier) getOrder(id []byte) (orderRecord, bool, error) {
+	if rec, ok := a.store.orders[string(id)]; ok {
+		return rec, true, nil
+	}
+	value, closer, err := a.batch.Get(orderKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return orderRecord{}, false, nil
+	}
+	if err != nil {
+		return orderRecord{}, false, err
+	}
+	rec, err := decodeOrder(value)
+	closer.Close()
+	if err != nil {
+		return orderRecord{}, false, err
+	}
+	a.store.orders[string(id)] = rec
+	return rec, true, nil
+}
+
 func (a *applier) getDedup(id []byte) (dedupRecord, bool, error) {
 	value, closer, err := a.batch.Get(dedupKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -592,6 +607,9 @@ func (s *Store) trimCaches() {
 	if len(s.cache) > maxCachedUsers {
 		s.cache = make(map[string]*userMeta)
 	}
+	if len(s.orders) > maxCachedUsers {
+		s.orders = make(map[string]orderRecord)
+	}
 	s.visMu.Lock()
 	if len(s.visibleSeq) > maxCachedUsers {
 		s.visibleSeq = make(map[string]uint64)
@@ -605,10 +623,18 @@ func beUint64(v uint64) []byte {
 
 // dedupUntil returns the DedupUntilMS for an append accepted at timeMS, saturating instead
 // of wrapping around.
+// expiryStepMS is the step that dedup and order expiry times are rounded up
+// to. Consecutive appends of one stream then share the expiry time of its
+// order record, so an append rewrites the record alone instead of also
+// deleting and writing its expiry index key. Records live up to one step
+// longer than the dedup window.
+const expiryStepMS = 10_000
+
 func dedupUntil(timeMS uint64, window time.Duration) uint64 {
 	w := uint64(window.Milliseconds())
-	if timeMS > math.MaxUint64-w {
+	if timeMS > math.MaxUint64-w-expiryStepMS {
 		return math.MaxUint64
 	}
-	return timeMS + w
+	until := timeMS + w
+	return (until + expiryStepMS - 1) / expiryStepMS * expiryStepMS
 }

@@ -135,7 +135,7 @@ func (s *Store) RestoreCheckpoint(dir string) error {
 		}
 	}
 	s.db, s.dbErr = nil, fmt.Errorf("%w: restoring a checkpoint", ErrUnavailable)
-	s.cache = make(map[string]*userMeta)
+	s.resetCaches()
 	s.visMu.Lock()
 	clear(s.visibleSeq)
 	s.visMu.Unlock()

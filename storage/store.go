@@ -165,6 +165,7 @@ type Store struct {
 	// applyMu serializes ApplyOps and guards the fields below it.
 	applyMu     sync.Mutex
 	cache       map[string]*userMeta
+	orders      map[string]orderRecord // order records by stream id, as committed or in the batch being applied
 	closed      bool
 	failure     error         // cause of the last failed commit or reopen
 	reopenAt    time.Time     // earliest next reopen attempt
@@ -215,6 +216,7 @@ func Open(opts Options) (*Store, error) {
 		wake:        make(chan struct{}, 1),
 		loopEnd:     make(chan struct{}),
 		cache:       make(map[string]*userMeta),
+		orders:      make(map[string]orderRecord),
 		visibleSeq:  make(map[string]uint64),
 		reopenDelay: minReopenDelay,
 	}
@@ -293,11 +295,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Append queues req for the next group commit and calls done exactly once, from the store's
-// commit goroutine, after the batch holding it is fsync'd or has failed. done must not block.
-// For appends to the same user, done calls happen in seq order. After Close, done runs at
-// once on the calling goroutine with ErrClosed. done may be nil.
-func (s *Store) Append(req AppendRequest, done func(AppendResult, error)) {
+// AppendOp returns the OpAppend that stores req: it stamps a random tag, the accept time when
+// req has none, and the expiry of its dedup and order records from Options.DedupWindow. A
+// replicated store proposes this op, so that every replica applies the same values.
+func (s *Store) AppendOp(req AppendRequest) Op {
 	op := Op{
 		Kind:      OpAppend,
 		User:      req.User,
@@ -321,6 +322,15 @@ func (s *Store) Append(req AppendRequest, done func(AppendResult, error)) {
 	if op.Dedup != nil || op.Order != nil {
 		op.DedupUntilMS = dedupUntil(op.TimeMS, s.opts.DedupWindow)
 	}
+	return op
+}
+
+// Append queues req for the next group commit and calls done exactly once, from the store's
+// commit goroutine, after the batch holding it is fsync'd or has failed. done must not block.
+// For appends to the same user, done calls happen in seq order. After Close, done runs at
+// once on the calling goroutine with ErrClosed. done may be nil.
+func (s *Store) Append(req AppendRequest, done func(AppendResult, error)) {
+	op := s.AppendOp(req)
 	q := queuedOp{op: op}
 	if done != nil {
 		q.done = func(r Result, err error) {
@@ -444,4 +454,12 @@ func (s *Store) Stats() Stats {
 		Appends:       s.stats.appends.Load(),
 		FailedCommits: s.stats.failedCommits.Load(),
 	}
+}
+
+// resetCaches drops the cached inbox metadata and order records, after a
+// batch that failed or a change of the whole Pebble contents: they may hold
+// state that never reached Pebble. The caller holds applyMu.
+func (s *Store) resetCaches() {
+	s.cache = make(map[string]*userMeta)
+	s.orders = make(map[string]orderRecord)
 }

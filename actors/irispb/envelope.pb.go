@@ -118,6 +118,10 @@ type Envelope struct {
 	//	*Envelope_GroupReply
 	//	*Envelope_Flush
 	//	*Envelope_Kick
+	//	*Envelope_StoreWrite
+	//	*Envelope_StoreWriteReply
+	//	*Envelope_ReplicaQuery
+	//	*Envelope_ReplicaInfo
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -347,6 +351,42 @@ func (x *Envelope) GetKick() *Kick {
 	return nil
 }
 
+func (x *Envelope) GetStoreWrite() *StoreWrite {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_StoreWrite); ok {
+			return x.StoreWrite
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetStoreWriteReply() *StoreWriteReply {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_StoreWriteReply); ok {
+			return x.StoreWriteReply
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetReplicaQuery() *ReplicaQuery {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_ReplicaQuery); ok {
+			return x.ReplicaQuery
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetReplicaInfo() *ReplicaInfo {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_ReplicaInfo); ok {
+			return x.ReplicaInfo
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -431,6 +471,22 @@ type Envelope_Kick struct {
 	Kick *Kick `protobuf:"bytes,29,opt,name=kick,proto3,oneof"`
 }
 
+type Envelope_StoreWrite struct {
+	StoreWrite *StoreWrite `protobuf:"bytes,30,opt,name=store_write,json=storeWrite,proto3,oneof"`
+}
+
+type Envelope_StoreWriteReply struct {
+	StoreWriteReply *StoreWriteReply `protobuf:"bytes,31,opt,name=store_write_reply,json=storeWriteReply,proto3,oneof"`
+}
+
+type Envelope_ReplicaQuery struct {
+	ReplicaQuery *ReplicaQuery `protobuf:"bytes,32,opt,name=replica_query,json=replicaQuery,proto3,oneof"`
+}
+
+type Envelope_ReplicaInfo struct {
+	ReplicaInfo *ReplicaInfo `protobuf:"bytes,33,opt,name=replica_info,json=replicaInfo,proto3,oneof"`
+}
+
 func (*Envelope_Append) isEnvelope_Body() {}
 
 func (*Envelope_AppendReply) isEnvelope_Body() {}
@@ -470,6 +526,14 @@ func (*Envelope_GroupReply) isEnvelope_Body() {}
 func (*Envelope_Flush) isEnvelope_Body() {}
 
 func (*Envelope_Kick) isEnvelope_Body() {}
+
+func (*Envelope_StoreWrite) isEnvelope_Body() {}
+
+func (*Envelope_StoreWriteReply) isEnvelope_Body() {}
+
+func (*Envelope_ReplicaQuery) isEnvelope_Body() {}
+
+func (*Envelope_ReplicaInfo) isEnvelope_Body() {}
 
 // Pid names an actor anywhere in the cluster (proto.actor address and id).
 type Pid struct {
@@ -2186,11 +2250,244 @@ func (x *Kick) GetReason() string {
 	return ""
 }
 
+// StoreWrite carries store ops from a core that is not the raft leader to the
+// leader's writer, which proposes them through its group commit.
+type StoreWrite struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           uint64                 `protobuf:"varint,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Ops           []byte                 `protobuf:"bytes,2,opt,name=ops,proto3" json:"ops,omitempty"` // storage.MarshalOps
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreWrite) Reset() {
+	*x = StoreWrite{}
+	mi := &file_actors_irispb_envelope_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreWrite) ProtoMessage() {}
+
+func (x *StoreWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_irispb_envelope_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreWrite.ProtoReflect.Descriptor instead.
+func (*StoreWrite) Descriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StoreWrite) GetRef() uint64 {
+	if x != nil {
+		return x.Ref
+	}
+	return 0
+}
+
+func (x *StoreWrite) GetOps() []byte {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+// StoreWriteReply is the leader's answer to a StoreWrite. When not_leader is
+// set, nothing was proposed and the sender retries on the leader it names.
+type StoreWriteReply struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Ref       uint64                 `protobuf:"varint,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Results   []byte                 `protobuf:"bytes,2,opt,name=results,proto3" json:"results,omitempty"` // storage.MarshalResults, one per op, errors included
+	Index     uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`    // the highest raft index among the entries that carried the ops
+	NotLeader bool                   `protobuf:"varint,4,opt,name=not_leader,json=notLeader,proto3" json:"not_leader,omitempty"`
+	LeaderId  string                 `protobuf:"bytes,5,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"` // raft ID of the leader as the receiver knows it, or empty
+	// Positions of ops that were never proposed, because leadership moved
+	// before their entry: they can be sent again without being applied twice.
+	NotProposed   []uint32 `protobuf:"varint,6,rep,packed,name=not_proposed,json=notProposed,proto3" json:"not_proposed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreWriteReply) Reset() {
+	*x = StoreWriteReply{}
+	mi := &file_actors_irispb_envelope_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreWriteReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreWriteReply) ProtoMessage() {}
+
+func (x *StoreWriteReply) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_irispb_envelope_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreWriteReply.ProtoReflect.Descriptor instead.
+func (*StoreWriteReply) Descriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *StoreWriteReply) GetRef() uint64 {
+	if x != nil {
+		return x.Ref
+	}
+	return 0
+}
+
+func (x *StoreWriteReply) GetResults() []byte {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *StoreWriteReply) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *StoreWriteReply) GetNotLeader() bool {
+	if x != nil {
+		return x.NotLeader
+	}
+	return false
+}
+
+func (x *StoreWriteReply) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *StoreWriteReply) GetNotProposed() []uint32 {
+	if x != nil {
+		return x.NotProposed
+	}
+	return nil
+}
+
+// ReplicaQuery asks a core's writer for its raft identity.
+type ReplicaQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaQuery) Reset() {
+	*x = ReplicaQuery{}
+	mi := &file_actors_irispb_envelope_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaQuery) ProtoMessage() {}
+
+func (x *ReplicaQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_irispb_envelope_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaQuery.ProtoReflect.Descriptor instead.
+func (*ReplicaQuery) Descriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{27}
+}
+
+// ReplicaInfo answers a ReplicaQuery.
+type ReplicaInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RaftId        string                 `protobuf:"bytes,1,opt,name=raft_id,json=raftId,proto3" json:"raft_id,omitempty"`
+	LeaderId      string                 `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"` // the leader as this core knows it, or empty
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaInfo) Reset() {
+	*x = ReplicaInfo{}
+	mi := &file_actors_irispb_envelope_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaInfo) ProtoMessage() {}
+
+func (x *ReplicaInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_irispb_envelope_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaInfo.ProtoReflect.Descriptor instead.
+func (*ReplicaInfo) Descriptor() ([]byte, []int) {
+	return file_actors_irispb_envelope_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ReplicaInfo) GetRaftId() string {
+	if x != nil {
+		return x.RaftId
+	}
+	return ""
+}
+
+func (x *ReplicaInfo) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
 var File_actors_irispb_envelope_proto protoreflect.FileDescriptor
 
 const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1cactors/irispb/envelope.proto\x12\airis.v1\"\x92\b\n" +
+	"\x1cactors/irispb/envelope.proto\x12\airis.v1\"\x8b\n" +
+	"\n" +
 	"\bEnvelope\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x120\n" +
 	"\x06append\x18\n" +
@@ -2217,7 +2514,12 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\vgroup_reply\x18\x1b \x01(\v2\x13.iris.v1.GroupReplyH\x00R\n" +
 	"groupReply\x12&\n" +
 	"\x05flush\x18\x1c \x01(\v2\x0e.iris.v1.FlushH\x00R\x05flush\x12#\n" +
-	"\x04kick\x18\x1d \x01(\v2\r.iris.v1.KickH\x00R\x04kickB\x06\n" +
+	"\x04kick\x18\x1d \x01(\v2\r.iris.v1.KickH\x00R\x04kick\x126\n" +
+	"\vstore_write\x18\x1e \x01(\v2\x13.iris.v1.StoreWriteH\x00R\n" +
+	"storeWrite\x12F\n" +
+	"\x11store_write_reply\x18\x1f \x01(\v2\x18.iris.v1.StoreWriteReplyH\x00R\x0fstoreWriteReply\x12<\n" +
+	"\rreplica_query\x18  \x01(\v2\x15.iris.v1.ReplicaQueryH\x00R\freplicaQuery\x129\n" +
+	"\freplica_info\x18! \x01(\v2\x14.iris.v1.ReplicaInfoH\x00R\vreplicaInfoB\x06\n" +
 	"\x04body\"/\n" +
 	"\x03Pid\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x0e\n" +
@@ -2354,7 +2656,23 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12&\n" +
 	"\asession\x18\x03 \x01(\v2\f.iris.v1.PidR\asession\"\x1e\n" +
 	"\x04Kick\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\xa2\x01\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"0\n" +
+	"\n" +
+	"StoreWrite\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12\x10\n" +
+	"\x03ops\x18\x02 \x01(\fR\x03ops\"\xb2\x01\n" +
+	"\x0fStoreWriteReply\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12\x18\n" +
+	"\aresults\x18\x02 \x01(\fR\aresults\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x1d\n" +
+	"\n" +
+	"not_leader\x18\x04 \x01(\bR\tnotLeader\x12\x1b\n" +
+	"\tleader_id\x18\x05 \x01(\tR\bleaderId\x12!\n" +
+	"\fnot_proposed\x18\x06 \x03(\rR\vnotProposed\"\x0e\n" +
+	"\fReplicaQuery\"C\n" +
+	"\vReplicaInfo\x12\x17\n" +
+	"\araft_id\x18\x01 \x01(\tR\x06raftId\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId*\xa2\x01\n" +
 	"\aGroupOp\x12\x18\n" +
 	"\x14GROUP_OP_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fGROUP_OP_CREATE\x10\x01\x12\x12\n" +
@@ -2377,7 +2695,7 @@ func file_actors_irispb_envelope_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_irispb_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actors_irispb_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_actors_irispb_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_actors_irispb_envelope_proto_goTypes = []any{
 	(GroupOp)(0),              // 0: iris.v1.GroupOp
 	(*Envelope)(nil),          // 1: iris.v1.Envelope
@@ -2405,6 +2723,10 @@ var file_actors_irispb_envelope_proto_goTypes = []any{
 	(*GroupReply)(nil),        // 23: iris.v1.GroupReply
 	(*Flush)(nil),             // 24: iris.v1.Flush
 	(*Kick)(nil),              // 25: iris.v1.Kick
+	(*StoreWrite)(nil),        // 26: iris.v1.StoreWrite
+	(*StoreWriteReply)(nil),   // 27: iris.v1.StoreWriteReply
+	(*ReplicaQuery)(nil),      // 28: iris.v1.ReplicaQuery
+	(*ReplicaInfo)(nil),       // 29: iris.v1.ReplicaInfo
 }
 var file_actors_irispb_envelope_proto_depIdxs = []int32{
 	4,  // 0: iris.v1.Envelope.append:type_name -> iris.v1.AppendRequest
@@ -2427,21 +2749,25 @@ var file_actors_irispb_envelope_proto_depIdxs = []int32{
 	23, // 17: iris.v1.Envelope.group_reply:type_name -> iris.v1.GroupReply
 	24, // 18: iris.v1.Envelope.flush:type_name -> iris.v1.Flush
 	25, // 19: iris.v1.Envelope.kick:type_name -> iris.v1.Kick
-	3,  // 20: iris.v1.Deliver.entry:type_name -> iris.v1.Entry
-	7,  // 21: iris.v1.AckRequest.items:type_name -> iris.v1.AckItem
-	2,  // 22: iris.v1.RegisterRequest.session:type_name -> iris.v1.Pid
-	2,  // 23: iris.v1.UnregisterRequest.session:type_name -> iris.v1.Pid
-	3,  // 24: iris.v1.FetchReply.entries:type_name -> iris.v1.Entry
-	2,  // 25: iris.v1.Registration.session:type_name -> iris.v1.Pid
-	16, // 26: iris.v1.RefreshRequest.registrations:type_name -> iris.v1.Registration
-	0,  // 27: iris.v1.GroupRequest.op:type_name -> iris.v1.GroupOp
-	0,  // 28: iris.v1.GroupReply.op:type_name -> iris.v1.GroupOp
-	2,  // 29: iris.v1.Flush.session:type_name -> iris.v1.Pid
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	26, // 20: iris.v1.Envelope.store_write:type_name -> iris.v1.StoreWrite
+	27, // 21: iris.v1.Envelope.store_write_reply:type_name -> iris.v1.StoreWriteReply
+	28, // 22: iris.v1.Envelope.replica_query:type_name -> iris.v1.ReplicaQuery
+	29, // 23: iris.v1.Envelope.replica_info:type_name -> iris.v1.ReplicaInfo
+	3,  // 24: iris.v1.Deliver.entry:type_name -> iris.v1.Entry
+	7,  // 25: iris.v1.AckRequest.items:type_name -> iris.v1.AckItem
+	2,  // 26: iris.v1.RegisterRequest.session:type_name -> iris.v1.Pid
+	2,  // 27: iris.v1.UnregisterRequest.session:type_name -> iris.v1.Pid
+	3,  // 28: iris.v1.FetchReply.entries:type_name -> iris.v1.Entry
+	2,  // 29: iris.v1.Registration.session:type_name -> iris.v1.Pid
+	16, // 30: iris.v1.RefreshRequest.registrations:type_name -> iris.v1.Registration
+	0,  // 31: iris.v1.GroupRequest.op:type_name -> iris.v1.GroupOp
+	0,  // 32: iris.v1.GroupReply.op:type_name -> iris.v1.GroupOp
+	2,  // 33: iris.v1.Flush.session:type_name -> iris.v1.Pid
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_actors_irispb_envelope_proto_init() }
@@ -2470,6 +2796,10 @@ func file_actors_irispb_envelope_proto_init() {
 		(*Envelope_GroupReply)(nil),
 		(*Envelope_Flush)(nil),
 		(*Envelope_Kick)(nil),
+		(*Envelope_StoreWrite)(nil),
+		(*Envelope_StoreWriteReply)(nil),
+		(*Envelope_ReplicaQuery)(nil),
+		(*Envelope_ReplicaInfo)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2477,7 +2807,7 @@ func file_actors_irispb_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_irispb_envelope_proto_rawDesc), len(file_actors_irispb_envelope_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

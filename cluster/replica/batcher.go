@@ -21,9 +21,13 @@ const maxEntryBodyBytes = 4 << 20
 var ErrBatcherClosed = errors.New("replica: batcher closed")
 
 // Batcher is the group commit of the replicated store. One goroutine takes every queued op,
-// up to maxOps, proposes them as one raft entry through Replica.Apply and waits for it. The
-// ops submitted meanwhile form the next entry, so under load one raft round trip and one log
-// fsync on each replica carry many ops.
+// up to maxOps, and proposes them as one raft entry; while at most maxInflight entries
+// replicate, the ops submitted meanwhile form the next ones, so under load one raft round
+// trip and one log fsync on each replica carry many ops. A second goroutine waits for the
+// entries in proposal order and runs their callbacks, so callbacks keep the submission order.
+//
+// Several entries in flight keep the followers' disks and the leader's FSM busy at the same
+// time: with one, each entry waited for the previous one's apply before it was even sent.
 //
 // Only the leader's Batcher gets anything committed; on a follower every op fails with an
 // error wrapping ErrNotLeader.
@@ -31,11 +35,12 @@ type Batcher struct {
 	replica *Replica
 	maxOps  int
 
-	mu     sync.Mutex // guards queue and closed
-	queue  []submission
-	closed bool
-	wake   chan struct{} // capacity 1; a value means the queue may have work
-	end    chan struct{} // closed when the loop returns
+	mu       sync.Mutex // guards queue and closed
+	queue    []submission
+	closed   bool
+	wake     chan struct{}    // capacity 1; a value means the queue may have work
+	inflight chan *entryBatch // proposed entries, in order; its capacity bounds them
+	end      chan struct{}    // closed when both goroutines return
 
 	entries atomic.Uint64
 	ops     atomic.Uint64
@@ -45,6 +50,15 @@ type submission struct {
 	op   storage.Op
 	done func(storage.Result, uint64, error)
 }
+
+// entryBatch is one proposed entry and the submissions it carries.
+type entryBatch struct {
+	proposal *proposal
+	batch    []submission
+}
+
+// maxInflight bounds the entries a Batcher has proposed and not yet seen applied.
+const maxInflight = 4
 
 // BatcherStats counts a Batcher's work since NewBatcher. Ops/Entries is the mean number of
 // ops per raft entry.
@@ -60,12 +74,22 @@ func NewBatcher(r *Replica, maxOps int) *Batcher {
 		maxOps = storage.DefaultMaxBatch
 	}
 	b := &Batcher{
-		replica: r,
-		maxOps:  maxOps,
-		wake:    make(chan struct{}, 1),
-		end:     make(chan struct{}),
+		replica:  r,
+		maxOps:   maxOps,
+		wake:     make(chan struct{}, 1),
+		inflight: make(chan *entryBatch, maxInflight-2),
+		end:      make(chan struct{}),
 	}
+	done := make(chan struct{})
 	go b.run()
+	go func() {
+		b.complete()
+		close(done)
+	}()
+	go func() {
+		<-done
+		close(b.end)
+	}()
 	return b
 }
 
@@ -115,23 +139,44 @@ func (b *Batcher) Stats() BatcherStats {
 	return BatcherStats{Entries: b.entries.Load(), Ops: b.ops.Load()}
 }
 
+// run proposes entries until Close; the channel send blocks while maxInflight entries are
+// in flight.
 func (b *Batcher) run() {
-	defer close(b.end)
-	var batch []submission
-	var ops []storage.Op
+	defer close(b.inflight)
 	for {
-		var closed bool
-		batch, closed = b.take(batch[:0])
+		batch, closed := b.take(nil)
 		if len(batch) > 0 {
-			ops = b.propose(batch, ops[:0])
-			clear(batch) // release bodies and callbacks
-			clear(ops)
+			ops := make([]storage.Op, len(batch))
+			for i := range batch {
+				ops[i] = batch[i].op
+			}
+			b.inflight <- &entryBatch{proposal: b.replica.propose(ops, DefaultBatchApplyTimeout), batch: batch}
+			b.entries.Add(1)
+			b.ops.Add(uint64(len(ops)))
 			continue
 		}
 		if closed {
 			return
 		}
 		<-b.wake
+	}
+}
+
+// complete waits for each proposed entry in order and runs its callbacks.
+func (b *Batcher) complete() {
+	for e := range b.inflight {
+		results, index, err := e.proposal.wait()
+		for i := range e.batch {
+			done := e.batch[i].done
+			if done == nil {
+				continue
+			}
+			if err != nil {
+				done(storage.Result{}, index, err)
+				continue
+			}
+			done(results[i], index, results[i].Err)
+		}
 	}
 }
 
@@ -155,28 +200,4 @@ func (b *Batcher) take(buf []submission) ([]submission, bool) {
 	clear(b.queue[rest:])
 	b.queue = b.queue[:rest]
 	return buf, b.closed
-}
-
-// propose applies batch as one raft entry and runs its callbacks in order. It returns ops
-// for reuse.
-func (b *Batcher) propose(batch []submission, ops []storage.Op) []storage.Op {
-	for i := range batch {
-		ops = append(ops, batch[i].op)
-	}
-	results, index, err := b.replica.Apply(ops, DefaultBatchApplyTimeout)
-	b.entries.Add(1)
-	b.ops.Add(uint64(len(ops)))
-
-	for i := range batch {
-		done := batch[i].done
-		if done == nil {
-			continue
-		}
-		if err != nil {
-			done(storage.Result{}, index, err)
-			continue
-		}
-		done(results[i], index, results[i].Err)
-	}
-	return ops
 }

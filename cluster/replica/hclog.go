@@ -6,6 +6,8 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -13,14 +15,55 @@ import (
 // hclogAdapter routes hashicorp/raft's logs, written to an hclog.Logger, into slog. Raft's
 // Trace and Debug lines become slog Debug; the other levels map one to one. hclog levels set
 // with SetLevel are ignored because the slog handler filters.
+//
+// Warnings and errors repeat at raft's retry rate while a peer is down, several lines a
+// second, so each distinct message is written at most once per repeatEvery; the line that
+// follows a quiet period carries the number of lines left out.
 type hclogAdapter struct {
 	logger *slog.Logger
 	name   string
 	args   []any
+	limit  *repeatLimiter // shared by the loggers made with With and Named
 }
 
 func newHCLogAdapter(logger *slog.Logger, name string) hclog.Logger {
-	return &hclogAdapter{logger: logger, name: name}
+	return &hclogAdapter{logger: logger, name: name, limit: &repeatLimiter{last: make(map[string]*repeatState)}}
+}
+
+// repeatEvery is how often one warning or error message of raft is written at most.
+const repeatEvery = 10 * time.Second
+
+// repeatLimiter counts the warnings and errors written per message.
+type repeatLimiter struct {
+	mu   sync.Mutex
+	last map[string]*repeatState
+}
+
+type repeatState struct {
+	at      time.Time
+	skipped int
+}
+
+// allow reports whether msg may be written now, and how many lines of it were left out
+// since it was last written.
+func (l *repeatLimiter) allow(msg string, now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.last[msg]
+	if st == nil {
+		if len(l.last) > 1024 { // raft's messages are fixed strings; this only bounds surprises
+			clear(l.last)
+		}
+		l.last[msg] = &repeatState{at: now}
+		return true, 0
+	}
+	if now.Sub(st.at) < repeatEvery {
+		st.skipped++
+		return false, 0
+	}
+	skipped := st.skipped
+	st.at, st.skipped = now, 0
+	return true, skipped
 }
 
 func slogLevel(level hclog.Level) slog.Level {
@@ -48,10 +91,22 @@ func (a *hclogAdapter) log(level slog.Level, msg string, args []any) {
 	if !a.logger.Enabled(ctx, level) {
 		return
 	}
-	all := make([]any, 0, len(a.args)+len(args))
+	text := a.name + ": " + msg
+	skipped := 0
+	if level >= slog.LevelWarn {
+		ok, n := a.limit.allow(text, time.Now())
+		if !ok {
+			return
+		}
+		skipped = n
+	}
+	all := make([]any, 0, len(a.args)+len(args)+2)
 	all = append(all, a.args...)
 	all = append(all, args...)
-	a.logger.Log(ctx, level, a.name+": "+msg, all...)
+	if skipped > 0 {
+		all = append(all, "repeats_not_logged", skipped)
+	}
+	a.logger.Log(ctx, level, text, all...)
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.log(slog.LevelDebug, msg, args) }
@@ -76,7 +131,7 @@ func (a *hclogAdapter) With(args ...any) hclog.Logger {
 	merged := make([]any, 0, len(a.args)+len(args))
 	merged = append(merged, a.args...)
 	merged = append(merged, args...)
-	return &hclogAdapter{logger: a.logger, name: a.name, args: merged}
+	return &hclogAdapter{logger: a.logger, name: a.name, args: merged, limit: a.limit}
 }
 
 func (a *hclogAdapter) Name() string { return a.name }
@@ -86,11 +141,11 @@ func (a *hclogAdapter) Named(name string) hclog.Logger {
 	if a.name != "" {
 		full = a.name + "." + name
 	}
-	return &hclogAdapter{logger: a.logger, name: full, args: a.args}
+	return &hclogAdapter{logger: a.logger, name: full, args: a.args, limit: a.limit}
 }
 
 func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
-	return &hclogAdapter{logger: a.logger, name: name, args: a.args}
+	return &hclogAdapter{logger: a.logger, name: name, args: a.args, limit: a.limit}
 }
 
 func (a *hclogAdapter) SetLevel(hclog.Level) {}

@@ -31,7 +31,14 @@ type Config struct {
 	// Supervision counts restarts, escalations and shutdowns in the tree.
 	Supervision *supervisor.Events
 	// Pprof serves net/http/pprof under /debug/pprof/.
-	Pprof  bool
+	Pprof bool
+	// Node and Role name this node in /stats.
+	Node, Role string
+	// Members returns the cluster members this node sees; nil on a node
+	// that is the whole cluster.
+	Members func() []Member
+	// Raft returns the raft state of a core; nil on other roles.
+	Raft   func() *RaftStatus
 	Logger *slog.Logger
 }
 
@@ -93,8 +100,32 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
+// Member is one cluster member as this node sees it.
+type Member struct {
+	ID      string   `json:"id"`
+	Address string   `json:"address"`
+	Kinds   []string `json:"kinds"`
+}
+
+// RaftStatus is a core's view of the raft group that replicates the store.
+type RaftStatus struct {
+	ID           string   `json:"id"`
+	State        string   `json:"state"` // Leader, Follower, Candidate or Shutdown
+	Term         uint64   `json:"term"`
+	Leader       string   `json:"leader"` // raft ID; empty during an election
+	LeaderAddr   string   `json:"leader_addr"`
+	LastLogIndex uint64   `json:"last_log_index"`
+	CommitIndex  uint64   `json:"commit_index"`
+	AppliedIndex uint64   `json:"applied_index"` // entries applied to this core's store
+	Voters       []string `json:"voters"`
+}
+
 // Snapshot is the JSON document served at /stats.
 type Snapshot struct {
+	Node          string            `json:"node"`
+	Role          string            `json:"role"`
+	Members       []Member          `json:"members,omitempty"`
+	Raft          *RaftStatus       `json:"raft,omitempty"`
 	UptimeSeconds float64           `json:"uptime_seconds"`
 	Goroutines    int               `json:"goroutines"`
 	HeapBytes     uint64            `json:"heap_bytes"`
@@ -109,11 +140,19 @@ func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
 	runtime.ReadMemStats(&mem)
 	st := s.cfg.Stats
 	snap := Snapshot{
+		Node:          s.cfg.Node,
+		Role:          s.cfg.Role,
 		UptimeSeconds: time.Since(s.started).Seconds(),
 		Goroutines:    runtime.NumGoroutine(),
 		HeapBytes:     mem.HeapAlloc,
 		Sessions:      map[string]int64{"tcp": st.SessionsTCP.Load(), "ws": st.SessionsWS.Load()},
 		Counters:      counters(st),
+	}
+	if s.cfg.Members != nil {
+		snap.Members = s.cfg.Members()
+	}
+	if s.cfg.Raft != nil {
+		snap.Raft = s.cfg.Raft()
 	}
 	if s.cfg.Supervision != nil {
 		sup := s.cfg.Supervision.Snapshot()

@@ -27,6 +27,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,8 @@ import (
 
 	"github.com/iris-im/iris/actors"
 	"github.com/iris-im/iris/cluster"
+	"github.com/iris-im/iris/cluster/replica"
+	"github.com/iris-im/iris/cluster/replicated"
 	"github.com/iris-im/iris/config"
 	"github.com/iris-im/iris/gateway"
 	"github.com/iris-im/iris/gateway/admin"
@@ -56,8 +59,10 @@ type Node struct {
 
 	system      *actor.ActorSystem
 	tree        *supervisor.Ref
-	store       *storeRef
+	store       *storeRef                       // the grains' store: Pebble on role all, replicated on a core
+	raft        atomic.Pointer[replica.Replica] // a core's raft replica while its store is open
 	member      *memberRef
+	clusterTLS  *tls.Config // cluster mTLS; nil without cluster.tls
 	tcp, ws     *gateway.ListenerConfig
 	routers     *actors.RouterPool
 	tlsConfig   *tls.Config // of the client listeners; nil without edge.tls
@@ -72,15 +77,18 @@ type Node struct {
 // its tree has started, so its listeners accept connections. On failure it
 // stops whatever it had started and returns an error naming the child.
 func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
-	if cfg.Node.Role != config.RoleAll {
-		return nil, fmt.Errorf("node.role %q: only role %q is available in this build", cfg.Node.Role, config.RoleAll)
-	}
 	if err := ensureDataDir(cfg.Node.DataDir, cfg.Node.Environment == "production", logger); err != nil {
 		return nil, err
 	}
 	tlsConfig, err := listenerTLS(cfg.Edge.TLS)
 	if err != nil {
 		return nil, err
+	}
+	var clusterTLS *tls.Config
+	if cfg.Cluster.TLS.Enabled() && cfg.Node.Role != config.RoleAll {
+		if clusterTLS, err = config.LoadClusterTLS(cfg.Cluster.TLS); err != nil {
+			return nil, fmt.Errorf("cluster.tls: %w", err)
+		}
 	}
 
 	n := &Node{
@@ -90,11 +98,13 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 		Supervision: supervisor.NewEvents(),
 		store:       &storeRef{},
 		tlsConfig:   tlsConfig,
+		clusterTLS:  clusterTLS,
 		member:      &memberRef{},
 		done:        make(chan struct{}),
 	}
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
+		limited := &repeatLimited{Handler: logger.Handler(), seen: &repeatSeen{last: make(map[string]time.Time)}}
+		return slog.New(minLevel{Handler: limited, min: slog.LevelWarn}).With("component", "protoactor")
 	}))
 
 	o := cfg.Overload
@@ -124,25 +134,46 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	return n, nil
 }
 
-// spec returns the supervision tree of the node.
+// spec returns the supervision tree of the node's role.
 func (n *Node) spec() supervisor.Spec {
-	return supervisor.Spec{
+	spec := supervisor.Spec{
 		Strategy:  supervisor.OneForOne,
 		Intensity: 5,
 		Period:    10 * time.Second,
 		Logger:    n.logger.With("component", "supervisor"),
 		Events:    n.Supervision,
-		Children: []supervisor.ChildSpec{
-			n.storeSpec(),
-			n.clusterSpec(),
-			{ID: "shards", Start: supervisor.StartActor(func(any) actor.Actor {
-				return &shardsActor{activations: &n.activations}
-			})},
+	}
+	shards := supervisor.ChildSpec{ID: "shards", Start: supervisor.StartActor(func(any) actor.Actor {
+		return &shardsActor{activations: &n.activations}
+	})}
+
+	switch n.cfg.Node.Role {
+	case config.RoleCore:
+		spec.Children = []supervisor.ChildSpec{
+			n.replicatedStoreSpec(n.clusterTLS),
+			n.clusterSpec(n.store, n.store),
+			{ID: "writer", Start: supervisor.StartActor(func(any) actor.Actor { return replicated.NewWriter(n.replicatedStore) })},
+			shards,
+			n.adminSpec(),
+		}
+	case config.RoleEdge:
+		spec.Children = []supervisor.ChildSpec{
+			n.clusterSpec(nil, nil),
 			supervisor.SupervisorChild("routers", n.routersSpec()),
 			supervisor.SupervisorChild("gateway", n.gatewaySpec()),
 			n.adminSpec(),
-		},
+		}
+	default:
+		spec.Children = []supervisor.ChildSpec{
+			n.storeSpec(),
+			n.clusterSpec(n.store, n.store),
+			shards,
+			supervisor.SupervisorChild("routers", n.routersSpec()),
+			supervisor.SupervisorChild("gateway", n.gatewaySpec()),
+			n.adminSpec(),
+		}
 	}
+	return spec
 }
 
 func (n *Node) storeSpec() supervisor.ChildSpec {
@@ -162,34 +193,62 @@ func (n *Node) storeSpec() supervisor.ChildSpec {
 	}
 }
 
-func (n *Node) clusterSpec() supervisor.ChildSpec {
+// clusterSpec is the cluster child: a one-member in-process cluster for role
+// all, a member hosting the grain kinds for a core, a client for an edge.
+// store and groups are the stores of the grains, nil on an edge.
+func (n *Node) clusterSpec(store actors.Store, groups actors.GroupStore) supervisor.ChildSpec {
 	cfg := n.cfg
-	shardKind := actors.NewShardKind(&actors.ShardConfig{
-		ReplaceOnLogin: cfg.Edge.DuplicateLogin == "replace",
-		Store:          n.store,
-		Stats:          n.Stats,
-		Logger:         n.logger.With("component", "shard"),
-		MaxPage:        fetchPage,
-	})
-	groupKind := actors.NewGroupKind(&actors.GroupConfig{
-		Store: n.store,
-		ShardPID: func(user string) *actor.PID {
-			return n.member.cluster().Get(cluster.ShardIdentity(user, cfg.Cluster.Shards), cluster.ShardKind)
-		},
-		Stats:  n.Stats,
-		Logger: n.logger.With("component", "group"),
-	})
+	role := cfg.Node.Role
 	opts := cluster.Options{
 		Name:           cfg.Cluster.Name,
 		Host:           cfg.Cluster.Host,
 		Port:           cfg.Cluster.Port,
 		RequestTimeout: cfg.Cluster.RequestTimeout,
-		Kinds:          []*protocluster.Kind{shardKind, groupKind},
 		Logger:         n.logger.With("component", "cluster"),
+		Provider:       cfg.Cluster.Provider,
+		Seeds:          cfg.Cluster.Seeds,
+		Registry: cluster.RegistryOptions{
+			ConsulAddress: cfg.Cluster.Consul.Address,
+			EtcdEndpoints: cfg.Cluster.Etcd.Endpoints,
+			EtcdPrefix:    cfg.Cluster.Etcd.Prefix,
+		},
+		TLS:             n.clusterTLS,
+		TopologyTimeout: cfg.Cluster.JoinTimeout,
+	}
+	if cfg.Cluster.DiscoveryPort != 0 {
+		opts.DiscoveryAddr = net.JoinHostPort(cfg.Cluster.Host, fmt.Sprint(cfg.Cluster.DiscoveryPort))
+	}
+	if store != nil {
+		shardKind := actors.NewShardKind(&actors.ShardConfig{
+			ReplaceOnLogin: cfg.Edge.DuplicateLogin == "replace",
+			Store:          store,
+			Stats:          n.Stats,
+			Logger:         n.logger.With("component", "shard"),
+			MaxPage:        fetchPage,
+		})
+		groupKind := actors.NewGroupKind(&actors.GroupConfig{
+			Store: groups,
+			ShardPID: func(user string) *actor.PID {
+				return n.member.cluster().Get(cluster.ShardIdentity(user, cfg.Cluster.Shards), cluster.ShardKind)
+			},
+			Stats:  n.Stats,
+			Logger: n.logger.With("component", "group"),
+		})
+		opts.Kinds = []*protocluster.Kind{shardKind, groupKind}
+	}
+
+	start := func(system *actor.ActorSystem) (*cluster.Member, error) {
+		switch role {
+		case config.RoleCore:
+			return cluster.StartMember(system, opts)
+		case config.RoleEdge:
+			return cluster.StartClient(system, opts, cluster.ShardKind)
+		}
+		return cluster.StartLocalMember(system, opts)
 	}
 	return supervisor.ChildSpec{
 		ID:       "cluster",
-		Start:    supervisor.StartActor(func(any) actor.Actor { return &clusterActor{opts: opts, member: n.member} }),
+		Start:    supervisor.StartActor(func(any) actor.Actor { return &clusterActor{start: start, member: n.member} }),
 		Shutdown: 10 * time.Second,
 	}
 }
@@ -318,16 +377,46 @@ func (n *Node) adminSpec() supervisor.ChildSpec {
 	cfg := admin.Config{
 		Addr:        n.cfg.Admin.Addr,
 		Stats:       n.Stats,
-		Ready:       n.ready.Load,
+		Ready:       n.isReady,
 		Tree:        n.Tree,
 		Supervision: n.Supervision,
 		Pprof:       n.cfg.Admin.Pprof,
 		Logger:      n.logger.With("component", "admin"),
+		Node:        n.cfg.Node.Name,
+		Role:        string(n.cfg.Node.Role),
+	}
+	if n.cfg.Node.Role != config.RoleAll {
+		cfg.Members = n.members
+	}
+	if n.cfg.Node.Role == config.RoleCore {
+		cfg.Raft = n.raftStatus
 	}
 	return supervisor.ChildSpec{
 		ID:    "admin",
 		Start: supervisor.StartActor(func(any) actor.Actor { return &adminActor{cfg: cfg, addr: &n.adminAddr} }),
 	}
+}
+
+// isReady reports whether the node serves: its tree has started and, in a
+// cluster, a core knows a raft leader and an edge sees a core that hosts
+// shards.
+func (n *Node) isReady() bool {
+	if !n.ready.Load() {
+		return false
+	}
+	switch n.cfg.Node.Role {
+	case config.RoleCore:
+		rep := n.raft.Load()
+		if rep == nil {
+			return false
+		}
+		leader, _ := rep.Leader()
+		return leader != ""
+	case config.RoleEdge:
+		m := n.member.p.Load()
+		return m != nil && len(m.MembersOf(cluster.ShardKind)) > 0
+	}
+	return true
 }
 
 // Stop stops the tree in reverse start order: the admin server, the
@@ -361,11 +450,21 @@ func (n *Node) RouterPool() *actors.RouterPool { return n.routers }
 // Tree returns the node's running supervision tree.
 func (n *Node) Tree() (supervisor.Node, error) { return n.tree.Tree() }
 
-// TCPAddr returns the bound TCP listener address.
-func (n *Node) TCPAddr() net.Addr { return tcpAddr(n.tcp.BoundAddr()) }
+// TCPAddr returns the bound TCP listener address, or nil on a core.
+func (n *Node) TCPAddr() net.Addr {
+	if n.tcp == nil {
+		return nil
+	}
+	return tcpAddr(n.tcp.BoundAddr())
+}
 
-// WSAddr returns the bound WebSocket listener address.
-func (n *Node) WSAddr() net.Addr { return tcpAddr(n.ws.BoundAddr()) }
+// WSAddr returns the bound WebSocket listener address, or nil on a core.
+func (n *Node) WSAddr() net.Addr {
+	if n.ws == nil {
+		return nil
+	}
+	return tcpAddr(n.ws.BoundAddr())
+}
 
 // AdminAddr returns the bound admin server address.
 func (n *Node) AdminAddr() net.Addr {
@@ -458,4 +557,47 @@ func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
+}
+
+// protoactorRepeatEvery is how often one message of proto.actor is written
+// at most. While a node is down, its peers' remoting and gossip log a failure
+// for it several times a second.
+const protoactorRepeatEvery = 10 * time.Second
+
+// repeatLimited drops a record whose message was written less than
+// protoactorRepeatEvery ago.
+type repeatLimited struct {
+	slog.Handler
+	seen *repeatSeen
+}
+
+type repeatSeen struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (h *repeatLimited) Handle(ctx context.Context, r slog.Record) error {
+	h.seen.mu.Lock()
+	last, ok := h.seen.last[r.Message]
+	now := time.Now()
+	allowed := !ok || now.Sub(last) >= protoactorRepeatEvery
+	if allowed {
+		if len(h.seen.last) > 1024 {
+			clear(h.seen.last)
+		}
+		h.seen.last[r.Message] = now
+	}
+	h.seen.mu.Unlock()
+	if !allowed {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *repeatLimited) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &repeatLimited{Handler: h.Handler.WithAttrs(attrs), seen: h.seen}
+}
+
+func (h *repeatLimited) WithGroup(name string) slog.Handler {
+	return &repeatLimited{Handler: h.Handler.WithGroup(name), seen: h.seen}
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -257,5 +258,23 @@ func TestFirstStartCreatesPrivateDataDir(t *testing.T) {
 	}
 	if perm := info.Mode().Perm(); perm != 0o700 {
 		t.Errorf("data dir mode = %o, want 700", perm)
+	}
+}
+
+func TestProtoactorRepeatsLimited(t *testing.T) {
+	var out bytes.Buffer
+	h := &repeatLimited{Handler: slog.NewTextHandler(&out, nil), seen: &repeatSeen{last: make(map[string]time.Time)}}
+	logger := slog.New(h).With("component", "protoactor")
+	for range 5 {
+		logger.Error("EndpointWriter failed to connect", "address", "10.0.0.2:7946")
+	}
+	logger.Warn("sendGossipForMember failed")
+
+	text := out.String()
+	if n := strings.Count(text, "EndpointWriter failed to connect"); n != 1 {
+		t.Errorf("repeated error written %d times, want once:\n%s", n, text)
+	}
+	if n := strings.Count(text, "sendGossipForMember failed"); n != 1 {
+		t.Errorf("other message written %d times, want once", n)
 	}
 }

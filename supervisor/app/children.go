@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
@@ -48,16 +49,31 @@ func (a *storeActor) Receive(ctx actor.Context) {
 	}
 }
 
-// storeRef is the store the shards use: whichever store the store actor
-// has open. Between a close and the next open, every call fails with
+// grainStore is what the shard and group grains of a node write through: the
+// node's Pebble store on role all, the replicated store on a core.
+type grainStore interface {
+	actors.Store
+	Group(id string) (*storage.Group, error)
+}
+
+// storeRef is the store the grains use: whichever store the store actor has
+// open. Between a close and the next open, every call fails with
 // storage.ErrClosed, which sessions report as store_unavailable.
-type storeRef struct{ p atomic.Pointer[storage.Store] }
+type storeRef struct{ p atomic.Pointer[storeBox] }
 
-func (r *storeRef) set(s *storage.Store) { r.p.Store(s) }
+type storeBox struct{ s grainStore }
 
-func (r *storeRef) get() (*storage.Store, error) {
-	if s := r.p.Load(); s != nil {
-		return s, nil
+func (r *storeRef) set(s grainStore) {
+	if s == nil {
+		r.p.Store(nil)
+		return
+	}
+	r.p.Store(&storeBox{s: s})
+}
+
+func (r *storeRef) get() (grainStore, error) {
+	if b := r.p.Load(); b != nil {
+		return b.s, nil
 	}
 	return nil, storage.ErrClosed
 }
@@ -117,6 +133,20 @@ func (r *storeRef) Inbox(user string, afterSeq uint64, limit int) ([]storage.Ent
 	return s.Inbox(user, afterSeq, limit)
 }
 
+// Barrier waits until local reads show every write committed before the
+// call (see actors.Barrier). The Pebble store of role all shows them
+// already.
+func (r *storeRef) Barrier(timeout time.Duration) error {
+	s, err := r.get()
+	if err != nil {
+		return err
+	}
+	if b, ok := s.(actors.Barrier); ok {
+		return b.Barrier(timeout)
+	}
+	return nil
+}
+
 // clusterActor makes the node a member of its cluster when it starts and
 // leaves the cluster when it stops. The member is published through
 // memberRef for the routers.
@@ -125,7 +155,7 @@ func (r *storeRef) Inbox(user string, afterSeq uint64, limit int) ([]storage.Ent
 // crash of this actor is not recoverable by a restart; the node's
 // supervisor then escalates and the node stops.
 type clusterActor struct {
-	opts   cluster.Options
+	start  func(*actor.ActorSystem) (*cluster.Member, error)
 	member *memberRef
 	m      *cluster.Member
 }
@@ -133,7 +163,7 @@ type clusterActor struct {
 func (a *clusterActor) Receive(ctx actor.Context) {
 	switch ctx.Message().(type) {
 	case *actor.Started:
-		m, err := cluster.StartLocalMember(ctx.ActorSystem(), a.opts)
+		m, err := a.start(ctx.ActorSystem())
 		if err != nil {
 			panic(err)
 		}
