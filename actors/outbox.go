@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/iris-im/iris/actors/irispb"
 )
 
@@ -171,10 +173,16 @@ func (o *outbox) resendTarget(target string, send func(*irispb.Envelope)) {
 	}
 }
 
+// resend sends p again with the current base of its target's order. The
+// envelope sent before may still be read by a local router or shard, since
+// local actors receive the pointer, so the resent request is a new copy
+// rather than the old one changed in place.
 func (o *outbox) resend(p *pendingSend, now time.Time, send func(*irispb.Envelope)) {
 	p.tries++
 	p.sentAt = now
-	p.env.GetAppend().OrderBase = o.orders[p.target].base()
+	req := proto.Clone(p.env.GetAppend()).(*irispb.AppendRequest)
+	req.OrderBase = o.orders[p.target].base()
+	p.env = &irispb.Envelope{Version: p.env.Version, Body: &irispb.Envelope_Append{Append: req}}
 	o.stats.SendRetries.Add(1)
 	send(p.env)
 }

@@ -45,7 +45,8 @@ type Options struct {
 	// Seeds are the discovery addresses (host:port) of the members, polled every Refresh by
 	// the automanaged provider.
 	Seeds []string
-	// DiscoveryAddr is where a member serves its record to the automanaged provider.
+	// DiscoveryAddr is the host:port on which a member serves its record to the automanaged
+	// provider.
 	DiscoveryAddr string
 	// Refresh is the automanaged provider's polling period. Zero means DefaultRefresh.
 	Refresh time.Duration

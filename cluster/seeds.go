@@ -27,7 +27,7 @@ const (
 // memberPath is the HTTP path where a member serves its member record.
 const memberPath = "/iris/cluster/member"
 
-// memberRecord is what a member serves about itself to the nodes that poll it.
+// memberRecord is the description of a member that it serves to the nodes polling it.
 type memberRecord struct {
 	Cluster string   `json:"cluster"`
 	ID      string   `json:"id"`

@@ -597,3 +597,45 @@ func TestProductionReportsEveryProblemAtOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterCertificateChecks(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "cluster CA")
+	caFile := ca.WriteCACert(t, dir)
+	good, goodKey := ca.WriteNodeCert(t, dir, "edge", net.ParseIP("127.0.0.5"))
+	wrongHost, wrongHostKey := ca.WriteNodeCert(t, dir, "other", net.ParseIP("10.0.0.9"))
+	foreign := tlstest.NewCA(t, "foreign CA")
+	foreignCert, foreignKey := foreign.WriteNodeCert(t, t.TempDir(), "edge", net.ParseIP("127.0.0.5"))
+
+	for _, tc := range []struct {
+		name, key string
+		tls       ClusterTLS
+	}{
+		{"certificate as CA file", "cluster.tls.ca_file", ClusterTLS{CAFile: goodKey, CertFile: good, KeyFile: goodKey}},
+		{"foreign CA", "cluster.tls.cert_file", ClusterTLS{CAFile: caFile, CertFile: foreignCert, KeyFile: foreignKey}},
+		{"host not named", "cluster.tls.cert_file", ClusterTLS{CAFile: caFile, CertFile: wrongHost, KeyFile: wrongHostKey}},
+		{"key of another certificate", "cluster.tls.cert_file", ClusterTLS{CAFile: caFile, CertFile: good, KeyFile: wrongHostKey}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			c.Node.Role = RoleEdge
+			c.Cluster.Host = "127.0.0.5"
+			c.Cluster.Seeds = []string{"127.0.0.2:7300"}
+			c.Cluster.TLS = tc.tls
+			err := c.ValidateForStart()
+			ke := findKeyError(keyErrors(t, err), tc.key)
+			if ke == nil {
+				t.Fatalf("ValidateForStart = %v, want an error naming %s", err, tc.key)
+			}
+		})
+	}
+
+	c := Default()
+	c.Node.Role = RoleEdge
+	c.Cluster.Host = "127.0.0.5"
+	c.Cluster.Seeds = []string{"127.0.0.2:7300"}
+	c.Cluster.TLS = ClusterTLS{CAFile: caFile, CertFile: good, KeyFile: goodKey}
+	if err := c.ValidateForStart(); err != nil {
+		t.Fatalf("a certificate from the cluster CA naming cluster.host was rejected: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -437,9 +438,7 @@ func (c *Config) validateForStart(sources map[string]string) error {
 		}
 	}
 	if ct := c.Cluster.TLS; c.Node.Role != RoleAll && ct.CAFile != "" && ct.CertFile != "" && ct.KeyFile != "" {
-		if _, err := LoadClusterTLS(ct); err != nil {
-			v.fail("cluster.tls.cert_file", "%v", err)
-		}
+		c.checkClusterCert(v)
 	}
 	if c.Node.Environment == "production" {
 		c.validateProduction(v)
@@ -470,19 +469,27 @@ func (c *Config) validateProduction(v *checker) {
 
 // LoadClusterTLS loads the cluster's mutual TLS: this node's certificate,
 // presented as server and as client, and the cluster CA, which verifies
-// peers in both directions.
+// peers in both directions. It checks that the CA issued the certificate.
+// Its errors are *KeyError values naming the key whose file is at fault.
 func LoadClusterTLS(t ClusterTLS) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load cluster certificate %s with key %s: %w", t.CertFile, t.KeyFile, err)
-	}
 	pem, err := os.ReadFile(t.CAFile)
 	if err != nil {
-		return nil, fmt.Errorf("read cluster CA: %w", err)
+		return nil, &KeyError{Key: "cluster.tls.ca_file", Err: fmt.Errorf("read cluster CA: %w", err)}
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("cluster CA %s holds no PEM certificate", t.CAFile)
+		return nil, &KeyError{Key: "cluster.tls.ca_file", Err: fmt.Errorf("%s holds no PEM certificate", t.CAFile)}
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, &KeyError{Key: "cluster.tls.cert_file", Err: fmt.Errorf("load cluster certificate %s with key %s: %w", t.CertFile, t.KeyFile, err)}
+	}
+	_, err = cert.Leaf.Verify(x509.VerifyOptions{
+		Roots:     pool,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, &KeyError{Key: "cluster.tls.cert_file", Err: fmt.Errorf("%s does not verify against the cluster CA in %s for use as server and client: %w", t.CertFile, t.CAFile, err)}
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
@@ -504,5 +511,38 @@ func (v *checker) hostPort(key, addr string) {
 	port, err := strconv.Atoi(portText)
 	if err != nil || port < 1 || port > 65535 {
 		v.fail(key, "invalid port %q in %q: expected a number from 1 to 65535", portText, addr)
+	}
+}
+
+// checkClusterCert loads the cluster certificate and checks that it names the
+// addresses other nodes dial: cluster.host and, on a core, the raft
+// address. A peer would otherwise reject it at every connection, while the
+// node itself looks healthy.
+func (c *Config) checkClusterCert(v *checker) {
+	cfg, err := LoadClusterTLS(c.Cluster.TLS)
+	if err != nil {
+		var ke *KeyError
+		if errors.As(err, &ke) {
+			v.fail(ke.Key, "%v", ke.Err)
+		} else {
+			v.fail("cluster.tls.cert_file", "%v", err)
+		}
+		return
+	}
+	leaf := cfg.Certificates[0].Leaf
+	hosts := []string{c.Cluster.Host}
+	if c.Node.Role == RoleCore {
+		raftAddr := c.Cluster.Raft.Advertise
+		if raftAddr == "" {
+			raftAddr = c.Cluster.Raft.Bind
+		}
+		if host, _, err := net.SplitHostPort(raftAddr); err == nil && host != "" {
+			hosts = append(hosts, host)
+		}
+	}
+	for _, host := range slices.Compact(hosts) {
+		if err := leaf.VerifyHostname(host); err != nil {
+			v.fail("cluster.tls.cert_file", "%s does not name %s, which other nodes dial, as a subject alternative name: %v", c.Cluster.TLS.CertFile, host, err)
+		}
 	}
 }

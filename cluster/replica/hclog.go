@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -102,7 +103,16 @@ func (a *hclogAdapter) log(level slog.Level, msg string, args []any) {
 	}
 	all := make([]any, 0, len(a.args)+len(args)+2)
 	all = append(all, a.args...)
-	all = append(all, args...)
+	for _, arg := range args {
+		// Raft passes some values as hclog.Fmt, a format and its operands
+		// that hclog would format; slog would print the slice as it is.
+		if f, ok := arg.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				arg = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+		all = append(all, arg)
+	}
 	if skipped > 0 {
 		all = append(all, "repeats_not_logged", skipped)
 	}

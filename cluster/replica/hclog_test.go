@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 func TestRepeatedRaftErrorsLoggedOnce(t *testing.T) {
@@ -51,5 +53,14 @@ func TestRepeatLimiterReportsSkippedLines(t *testing.T) {
 	}
 	if ok, _ := l.allow("other", start.Add(time.Second)); !ok {
 		t.Error("another message was limited by the first one's repeats")
+	}
+}
+
+func TestRaftFormatArgumentsFormatted(t *testing.T) {
+	var out bytes.Buffer
+	logger := newHCLogAdapter(slog.New(slog.NewTextHandler(&out, nil)), "raft")
+	logger.Info("initial configuration", "index", 1, "servers", hclog.Fmt("%+v", []string{"core1", "core2"}))
+	if text := out.String(); !strings.Contains(text, `servers="[core1 core2]"`) {
+		t.Errorf("hclog.Fmt argument not formatted: %s", text)
 	}
 }

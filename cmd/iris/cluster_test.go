@@ -118,10 +118,37 @@ func TestLeaderCoreKilledUnderLoad(t *testing.T) {
 	load2 := startSteadyLoad(t, ctx, c.edges[1], c.edges[0], "west", 6, 25*time.Millisecond)
 	time.Sleep(3 * time.Second)
 
+	observer := c.edges[0].login(t, tcp, "observer")
+	var recipients []string
+	for _, l := range []*steadyLoad{load1, load2} {
+		for _, p := range l.pairs {
+			recipients = append(recipients, p.target)
+		}
+	}
+
 	leader := c.leader(10 * time.Second)
 	killedAt := time.Now()
 	leader.kill()
 	t.Logf("killed the raft leader %s (pid SIGKILL) under load", leader.name)
+
+	// The shards of the killed core come back on the others, and the edges'
+	// registrations make every recipient online there again.
+	allOnline := eventually(10*time.Second, func() bool {
+		for _, user := range recipients {
+			st, err := observer.GetStatus(ctx, user)
+			if err != nil || st.State != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if !allOnline {
+		t.Fatal("some recipients still looked offline 10 s after the kill")
+	}
+	t.Logf("presence of all %d recipients rebuilt %s after the kill", len(recipients), time.Since(killedAt).Round(time.Millisecond))
+	if d := time.Since(killedAt); d > 3*time.Second {
+		t.Errorf("presence took %s to come back, want at most 3 s", d.Round(time.Millisecond))
+	}
 
 	time.Sleep(6 * time.Second)
 	load1.stopSending()

@@ -224,7 +224,7 @@ func TestStartFlagsOverrideFileAndEnvironment(t *testing.T) {
 	dir := t.TempDir()
 	envDataDir := filepath.Join(dir, "from-env")
 	file := filepath.Join(dir, "iris.yaml")
-	content := "edge:\n  tcp_addr: \"127.0.0.1:7001\"\n  ws_addr: \"127.0.0.1:7002\"\n"
+	content := "edge:\n  tcp_addr: \"127.0.0.1:7001\"\n  ws_addr: \"127.0.0.1:7002\"\ncluster:\n  seeds: [\"127.0.0.2:7300\"]\n"
 	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -77,8 +77,11 @@ type Node struct {
 // its tree has started, so its listeners accept connections. On failure it
 // stops whatever it had started and returns an error naming the child.
 func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
-	if err := ensureDataDir(cfg.Node.DataDir, cfg.Node.Environment == "production", logger); err != nil {
-		return nil, err
+	// An edge keeps no durable state, so it needs no data dir.
+	if cfg.Node.Role.RunsCore() {
+		if err := ensureDataDir(cfg.Node.DataDir, cfg.Node.Environment == "production", logger); err != nil {
+			return nil, err
+		}
 	}
 	tlsConfig, err := listenerTLS(cfg.Edge.TLS)
 	if err != nil {
@@ -87,7 +90,7 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	var clusterTLS *tls.Config
 	if cfg.Cluster.TLS.Enabled() && cfg.Node.Role != config.RoleAll {
 		if clusterTLS, err = config.LoadClusterTLS(cfg.Cluster.TLS); err != nil {
-			return nil, fmt.Errorf("cluster.tls: %w", err)
+			return nil, err
 		}
 	}
 
