@@ -321,7 +321,19 @@ func TestSeedTLSRejectsOtherCA(t *testing.T) {
 		t.Fatalf("a poller with a cluster certificate sees %v, want [core-a]", got)
 	}
 
-	strangerTrustingCluster := loadTLS(t, clusterCAFile, strangerCert, strangerKey)
+	// config.LoadClusterTLS rejects a certificate its CA did not issue, so this one is built
+	// by hand: the stranger's own certificate with the cluster CA as its trust root.
+	strangerTrustingCluster := loadTLS(t, clusterCAFile, peerCert, peerKey)
+	stranger, err := tls.LoadX509KeyPair(strangerCert, strangerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strangerTrustingCluster.Certificates = []tls.Certificate{stranger}
+	// Go's client sends a certificate only when the server names its issuer, and the
+	// member names the cluster CA, so the callback sends the stranger's anyway.
+	strangerTrustingCluster.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return &stranger, nil
+	}
 	noClientCert := loadTLS(t, clusterCAFile, peerCert, peerKey)
 	noClientCert.Certificates = nil
 	for _, tc := range []struct {

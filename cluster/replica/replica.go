@@ -338,6 +338,11 @@ func (r *Replica) bootstrapIfNew(conf *raft.Config, logs raft.LogStore, snapshot
 		r.logger.Info("replica: raft state found; rejoining without bootstrap")
 		return nil
 	}
+	// NOTE: a core whose disk was wiped has no raft state either, and with Bootstrap set it
+	// bootstraps again. Alone it only waits for the leader, which still lists it, but two
+	// such cores form a majority of three and start a second history. Operators remove the
+	// bootstrap list after the first start (docs/deployment.md); nothing here asks the other
+	// cores whether a group already exists.
 	var configuration raft.Configuration
 	for _, p := range peers {
 		configuration.Servers = append(configuration.Servers, raft.Server{
