@@ -2,9 +2,11 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -419,4 +421,50 @@ func probeTLS(addr string, cert tls.Certificate) error {
 	buf := make([]byte, 1)
 	_, err = conn.Read(buf)
 	return err
+}
+
+// TestStatusOfCluster runs iris status against every node of a cluster: it
+// lists the five nodes, the raft leader and the sessions, and once a core is
+// killed it names that core and exits with status 1.
+func TestStatusOfCluster(t *testing.T) {
+	c := startCluster(t, 3, 2, clusterOptions{})
+	c.edges[0].login(t, tcp, "alice")
+	var addrs []string
+	for _, n := range c.all() {
+		addrs = append(addrs, n.adminAddr)
+	}
+	leader := c.leader(10 * time.Second)
+
+	out, err := exec.Command(irisBinary, "status", "--admin-addr", strings.Join(addrs, ",")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("iris status of a healthy cluster: %v\n%s", err, out)
+	}
+	for _, n := range c.all() {
+		if !strings.Contains(string(out), fmt.Sprintf("(%s, role %s)", n.name, n.role)) {
+			t.Errorf("output does not list %s:\n%s", n.name, out)
+		}
+	}
+	for _, want := range []string{"raft leader " + leader.name, "5 nodes given, 0 unreachable; 3 cores, 2 edges", "sessions: 1 tcp", "routers: routed="} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	var follower *clusterNode
+	for _, n := range c.cores {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	follower.kill()
+	out, err = exec.Command(irisBinary, "status", "--admin-addr", strings.Join(addrs, ","), "--timeout", "2s").CombinedOutput()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+		t.Fatalf("iris status with %s killed = %v, want exit status 1\n%s", follower.name, err, out)
+	}
+	if !strings.Contains(string(out), fmt.Sprintf("node %s: unreachable", follower.adminAddr)) {
+		t.Errorf("output does not name the killed core %s unreachable:\n%s", follower.name, out)
+	}
+	t.Logf("iris status with %s killed:\n%s", follower.name, out)
 }
