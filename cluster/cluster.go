@@ -161,7 +161,7 @@ func topologyTimeout(opts Options) time.Duration {
 // newCluster configures remoting (with mutual TLS when opts.TLS is set), the provider and
 // the identity lookup.
 func newCluster(system *actor.ActorSystem, opts Options) (*protocluster.Cluster, error) {
-	provider, err := newProvider(opts)
+	provider, err := NewProvider(opts)
 	if err != nil {
 		return nil, err
 	}

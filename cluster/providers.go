@@ -2,14 +2,9 @@ package cluster
 
 import (
 	"fmt"
-	"time"
+	"sync"
 
 	protocluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/consul"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/k8s"
-	"github.com/hashicorp/consul/api"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Cluster providers, the values of cluster.provider.
@@ -31,35 +26,36 @@ type RegistryOptions struct {
 	EtcdPrefix string
 }
 
-// newProvider returns the provider opts.Provider names. The external ones are
-// proto.actor's: they need a reachable registry (Consul agent, etcd cluster) or, for k8s,
-// a pod with a service account allowed to list, watch and patch pods in its namespace.
-func newProvider(opts Options) (protocluster.ClusterProvider, error) {
-	switch opts.Provider {
-	case ProviderAutomanaged, "":
+// ProviderFactory makes a cluster provider from the options of a member or client.
+type ProviderFactory func(opts Options) (protocluster.ClusterProvider, error)
+
+var (
+	factoriesMu sync.Mutex
+	factories   = map[string]ProviderFactory{}
+)
+
+// RegisterProvider makes the provider name selectable. The external providers register
+// themselves from package cluster/registry, which the iris binary imports; keeping them out
+// of this package keeps their client libraries (the Kubernetes client above all) out of
+// every test binary that starts a node.
+func RegisterProvider(name string, factory ProviderFactory) {
+	factoriesMu.Lock()
+	defer factoriesMu.Unlock()
+	factories[name] = factory
+}
+
+// NewProvider returns the provider opts.Provider names: the seed provider for
+// automanaged, otherwise one that RegisterProvider made available.
+func NewProvider(opts Options) (protocluster.ClusterProvider, error) {
+	if opts.Provider == ProviderAutomanaged || opts.Provider == "" {
 		return newSeedProvider(opts), nil
-	case ProviderConsul:
-		p, err := consul.NewWithConfig(&api.Config{Address: opts.Registry.ConsulAddress}, consul.WithRefreshTTL(DefaultRefresh))
-		if err != nil {
-			return nil, fmt.Errorf("cluster.consul.address %s: %w", opts.Registry.ConsulAddress, err)
-		}
-		return p, nil
-	case ProviderEtcd:
-		p, err := etcd.NewWithConfig(opts.Registry.EtcdPrefix, clientv3.Config{
-			Endpoints:   opts.Registry.EtcdEndpoints,
-			DialTimeout: 5 * time.Second,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("cluster.etcd.endpoints %v: %w", opts.Registry.EtcdEndpoints, err)
-		}
-		return p, nil
-	case ProviderK8s:
-		p, err := k8s.New()
-		if err != nil {
-			return nil, fmt.Errorf("cluster.provider k8s: the node must run in a Kubernetes pod with a service account: %w", err)
-		}
-		return p, nil
 	}
-	return nil, fmt.Errorf("cluster.provider %q: expected %s, %s, %s or %s",
-		opts.Provider, ProviderAutomanaged, ProviderConsul, ProviderEtcd, ProviderK8s)
+	factoriesMu.Lock()
+	factory := factories[opts.Provider]
+	factoriesMu.Unlock()
+	if factory == nil {
+		return nil, fmt.Errorf("cluster.provider %q: not available in this binary; expected %s, %s, %s or %s",
+			opts.Provider, ProviderAutomanaged, ProviderConsul, ProviderEtcd, ProviderK8s)
+	}
+	return factory(opts)
 }

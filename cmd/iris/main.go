@@ -11,6 +11,9 @@ package main
 import (
 	"context"
 	"os"
+
+	// The consul, etcd and k8s values of cluster.provider.
+	_ "github.com/iris-im/iris/cluster/registry"
 )
 
 // version is the release name, set at build time with
