@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -467,4 +468,52 @@ func TestStatusOfCluster(t *testing.T) {
 		t.Errorf("output does not name the killed core %s unreachable:\n%s", follower.name, out)
 	}
 	t.Logf("iris status with %s killed:\n%s", follower.name, out)
+}
+
+// readyzStatus returns the HTTP status of n's /readyz, or 0 when the admin
+// server does not answer.
+func (n *clusterNode) readyzStatus() int {
+	resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + n.adminAddr + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestReadyzBeforeClusterJoined starts an edge before any core: its admin
+// server answers at once, /readyz is 503 while it waits for the cluster and
+// 200 once the cores run.
+func TestReadyzBeforeClusterJoined(t *testing.T) {
+	c := &testCluster{t: t, dir: t.TempDir()}
+	for i := range 3 {
+		c.cores = append(c.cores, c.newNode(fmt.Sprintf("core%d", i+1), "core", firstClusterHost+i))
+	}
+	edge := c.newNode("edge1", "edge", firstClusterHost+3)
+	c.edges = []*clusterNode{edge}
+	for _, n := range c.all() {
+		c.writeConfig(n)
+	}
+	t.Cleanup(func() {
+		for _, n := range c.all() {
+			n.stop()
+		}
+	})
+
+	edge.spawn()
+	if !eventually(15*time.Second, func() bool { return edge.readyzStatus() != 0 }) {
+		edge.logTail(30)
+		t.Fatal("the edge's admin server did not answer while the edge waited for the cores")
+	}
+	if got := edge.readyzStatus(); got != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz of an edge without cores = %d, want 503", got)
+	}
+
+	for _, n := range c.cores {
+		n.spawn()
+	}
+	edge.waitReady(60 * time.Second)
+	if got := edge.readyzStatus(); got != http.StatusOK {
+		t.Errorf("/readyz after the cores started = %d, want 200", got)
+	}
 }

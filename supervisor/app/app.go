@@ -68,6 +68,7 @@ type Node struct {
 	tlsConfig   *tls.Config // of the client listeners; nil without edge.tls
 	overload    *actors.Overload
 	adminAddr   atomic.Pointer[string]
+	earlyAdmin  atomic.Pointer[admin.Server] // started by Start, until the admin child takes it
 	activations atomic.Int64
 	ready       atomic.Bool
 	done        chan struct{}
@@ -115,8 +116,24 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	n.overload.Logger = logger.With("component", "overload")
 	n.overload.Start()
 
+	// The admin server starts before the tree, so that /healthz answers and
+	// /readyz returns 503 while the store opens and the node joins its
+	// cluster. The tree's admin child takes the server over.
+	early, err := admin.Start(n.adminConfig())
+	if err != nil {
+		n.overload.Stop()
+		n.system.Shutdown()
+		return nil, err
+	}
+	bound := early.Addr().String()
+	n.adminAddr.Store(&bound)
+	n.earlyAdmin.Store(early)
+
 	tree, err := supervisor.Start(n.system, "node", n.spec())
 	if err != nil {
+		if s := n.earlyAdmin.Swap(nil); s != nil {
+			s.Stop()
+		}
 		n.overload.Stop()
 		n.system.Shutdown()
 		return nil, err
@@ -377,11 +394,22 @@ func (n *Node) listenerConfig(transport, addr string, start gateway.SessionStart
 }
 
 func (n *Node) adminSpec() supervisor.ChildSpec {
+	cfg := n.adminConfig()
+	return supervisor.ChildSpec{
+		ID: "admin",
+		Start: supervisor.StartActor(func(any) actor.Actor {
+			return &adminActor{cfg: cfg, addr: &n.adminAddr, early: &n.earlyAdmin}
+		}),
+	}
+}
+
+// adminConfig returns the settings of the node's admin server.
+func (n *Node) adminConfig() admin.Config {
 	cfg := admin.Config{
 		Addr:        n.cfg.Admin.Addr,
 		Stats:       n.Stats,
 		Ready:       n.isReady,
-		Tree:        n.Tree,
+		Tree:        n.startedTree,
 		Supervision: n.Supervision,
 		Pprof:       n.cfg.Admin.Pprof,
 		Logger:      n.logger.With("component", "admin"),
@@ -394,10 +422,7 @@ func (n *Node) adminSpec() supervisor.ChildSpec {
 	if n.cfg.Node.Role == config.RoleCore {
 		cfg.Raft = n.raftStatus
 	}
-	return supervisor.ChildSpec{
-		ID:    "admin",
-		Start: supervisor.StartActor(func(any) actor.Actor { return &adminActor{cfg: cfg, addr: &n.adminAddr} }),
-	}
+	return cfg
 }
 
 // isReady reports whether the node serves: its tree has started and, in a
@@ -449,6 +474,15 @@ func (n *Node) Err() error { return n.tree.Err() }
 
 // RouterPool returns the node's routers.
 func (n *Node) RouterPool() *actors.RouterPool { return n.routers }
+
+// startedTree returns the tree once the node has started; before that the
+// admin server reports no tree.
+func (n *Node) startedTree() (supervisor.Node, error) {
+	if !n.ready.Load() {
+		return supervisor.Node{}, errors.New("node is starting")
+	}
+	return n.tree.Tree()
+}
 
 // Tree returns the node's running supervision tree.
 func (n *Node) Tree() (supervisor.Node, error) { return n.tree.Tree() }

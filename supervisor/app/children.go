@@ -225,11 +225,16 @@ type adminActor struct {
 	cfg    admin.Config
 	server *admin.Server
 	addr   *atomic.Pointer[string]
+	early  *atomic.Pointer[admin.Server] // the server Start ran before the tree, taken once
 }
 
 func (a *adminActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
+		if s := a.early.Swap(nil); s != nil {
+			a.server = s
+			return
+		}
 		if bound := a.addr.Load(); bound != nil {
 			a.cfg.Addr = *bound // a restart binds the port the first start picked
 		}
