@@ -22,6 +22,16 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 		if s.profile == profileNone || s.catchingUp {
 			return // the inbox pages of the catch-up contain it
 		}
+		if e := body.Deliver.Entry; e.Seq > s.lastDelivered+1 {
+			// Entries before this one were stored without reaching this
+			// session, for example pushed by a shard on a core that died.
+			// Delivering this one first would let a cumulative ACK2 delete
+			// them unseen, so the inbox is read from the last delivered
+			// entry instead; its pages contain this entry too.
+			s.catchingUp = true
+			s.fetchAfter(ctx, s.lastDelivered)
+			return
+		}
 		s.deliver(body.Deliver.Entry) // false: the window is full, and the entry waits in the inbox
 	case *irispb.Envelope_FetchReply:
 		s.receivePage(ctx, body.FetchReply)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	protocluster "github.com/asynkron/protoactor-go/cluster"
@@ -63,7 +64,26 @@ type seedProvider struct {
 
 	mu   sync.Mutex
 	down map[string]bool // seed → unreachable at the last refresh
+
+	// last is each seed's last record and when it was read. A seed that
+	// does not answer in time keeps its record for unresponsiveGrace; see
+	// poll. Only poll's goroutine uses it.
+	last map[string]lastRecord
 }
+
+// lastRecord is a seed's most recent member record.
+type lastRecord struct {
+	record *memberRecord
+	at     time.Time
+}
+
+// unresponsiveGrace is how long a member whose seed times out stays in the
+// member list. NB: proto.actor blocks a member that leaves the list for the
+// rest of that member's life (it must restart to join again), so one slow
+// answer, a long GC pause or a frozen poller must not count as a departure.
+// A refused connection does: the process is gone, and failover should start
+// at once.
+const unresponsiveGrace = 5 * time.Second
 
 func newSeedProvider(opts Options) *seedProvider {
 	transport := &http.Transport{
@@ -85,6 +105,7 @@ func newSeedProvider(opts Options) *seedProvider {
 		client:  &http.Client{Transport: transport, Timeout: seedTimeout},
 		stop:    make(chan struct{}),
 		down:    make(map[string]bool),
+		last:    make(map[string]lastRecord),
 	}
 }
 
@@ -178,17 +199,33 @@ func (p *seedProvider) run(cluster string, publish func(protocluster.Members)) {
 // among the seeds that reply, this member first.
 func (p *seedProvider) poll(cluster string) protocluster.Members {
 	records := make([]*memberRecord, len(p.seeds))
+	errs := make([]error, len(p.seeds))
 	var wg sync.WaitGroup
 	for i, seed := range p.seeds {
 		wg.Go(func() {
 			r, err := p.fetch(seed)
 			p.noteSeed(seed, err)
+			errs[i] = err
 			if err == nil && r.Cluster == cluster {
 				records[i] = r
 			}
 		})
 	}
 	wg.Wait()
+
+	now := time.Now()
+	for i, seed := range p.seeds {
+		switch {
+		case errs[i] == nil:
+			p.last[seed] = lastRecord{record: records[i], at: now}
+		case isRefused(errs[i]):
+			delete(p.last, seed)
+		default:
+			if last, ok := p.last[seed]; ok && now.Sub(last.at) < unresponsiveGrace {
+				records[i] = last.record
+			}
+		}
+	}
 
 	var members protocluster.Members
 	seen := make(map[string]bool)
@@ -206,6 +243,12 @@ func (p *seedProvider) poll(cluster string) protocluster.Members {
 		add(r)
 	}
 	return members
+}
+
+// isRefused reports whether err says that nothing listens at the seed: its
+// process has stopped or was killed.
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 func (p *seedProvider) fetch(seed string) (*memberRecord, error) {

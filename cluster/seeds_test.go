@@ -423,3 +423,59 @@ func TestSeedRunStopsAtShutdown(t *testing.T) {
 	stopProvider(t, client)
 	stopProvider(t, client) // a second Shutdown returns at once
 }
+
+// A member whose seed stops answering in time stays in the list for
+// unresponsiveGrace, because proto.actor never lets a member that left come
+// back; a seed that refuses connections leaves at once.
+func TestSlowSeedKeptRefusedSeedDropped(t *testing.T) {
+	verifyNoLeaks(t)
+	slowAddr, goneAddr := freeAddr(t), freeAddr(t)
+	slow := startSeedMember(t, "iris", "core-slow", slowAddr, nil)
+	gone := startSeedMember(t, "iris", "core-gone", goneAddr, nil)
+	client := newSeedClient(t, []string{slowAddr, goneAddr}, nil, nil)
+	if got := memberIDs(client.poll("iris")); !slices.Equal(got, []string{"core-slow", "core-gone"}) {
+		t.Fatalf("members = %v, want both", got)
+	}
+
+	// core-slow's server stops answering: a listener that accepts and never
+	// replies takes its place, as a frozen process would.
+	stopProvider(t, slow)
+	ln, err := net.Listen("tcp", slowAddr)
+	if err != nil {
+		t.Fatalf("listen on %s in place of the slow member: %v", slowAddr, err)
+	}
+	var held []net.Conn
+	var heldMu sync.Mutex
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			heldMu.Lock()
+			held = append(held, conn)
+			heldMu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		heldMu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		heldMu.Unlock()
+	})
+	stopProvider(t, gone)
+
+	if got := memberIDs(client.poll("iris")); !slices.Equal(got, []string{"core-slow"}) {
+		t.Fatalf("members after one slow and one refused poll = %v, want [core-slow]", got)
+	}
+	// Once the grace has passed, the slow member leaves too.
+	for seed, last := range client.last {
+		last.at = last.at.Add(-unresponsiveGrace)
+		client.last[seed] = last
+	}
+	if got := memberIDs(client.poll("iris")); len(got) != 0 {
+		t.Fatalf("members after the grace = %v, want none", got)
+	}
+}

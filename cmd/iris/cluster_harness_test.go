@@ -121,35 +121,41 @@ func (c *testCluster) all() []*clusterNode {
 func (c *testCluster) newNode(name, role string, hostByte int) *clusterNode {
 	host := fmt.Sprintf("127.0.0.%d", hostByte)
 	n := &clusterNode{
-		t:         c.t,
-		name:      name,
-		role:      role,
-		host:      host,
-		cfgPath:   filepath.Join(c.dir, name+".yaml"),
-		logPath:   filepath.Join(c.dir, name+".log"),
-		dataDir:   filepath.Join(c.dir, name),
-		adminAddr: freeAddrOn(c.t, host),
+		t:       c.t,
+		name:    name,
+		role:    role,
+		host:    host,
+		cfgPath: filepath.Join(c.dir, name+".yaml"),
+		logPath: filepath.Join(c.dir, name+".log"),
+		dataDir: filepath.Join(c.dir, name),
 	}
+	addrs := freeAddrsOn(c.t, host, 3)
+	n.adminAddr = addrs[0]
 	if role == "core" {
-		_, port, _ := net.SplitHostPort(freeAddrOn(c.t, host))
+		_, port, _ := net.SplitHostPort(addrs[1])
 		fmt.Sscan(port, &n.discoveryPort)
-		n.raftAddr = freeAddrOn(c.t, host)
+		n.raftAddr = addrs[2]
 	} else {
-		n.tcpAddr, n.wsAddr = freeAddrOn(c.t, host), freeAddrOn(c.t, host)
+		n.tcpAddr, n.wsAddr = addrs[1], addrs[2]
 	}
 	return n
 }
 
-// freeAddrOn returns host:port with a port that was free on host a moment ago.
-func freeAddrOn(t *testing.T, host string) string {
+// freeAddrsOn returns count host:port addresses whose ports were free on host a
+// moment ago. The listeners stay open until all are chosen, so the ports
+// differ from each other.
+func freeAddrsOn(t *testing.T, host string, count int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatalf("finding a free port on %s: %v", host, err)
+	var addrs []string
+	for range count {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatalf("finding a free port on %s: %v", host, err)
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return addrs
 }
 
 func (c *testCluster) seeds() []string {

@@ -18,6 +18,7 @@ import (
 	"github.com/iris-im/iris/gateway/auth"
 	"github.com/iris-im/iris/gateway/client"
 	"github.com/iris-im/iris/gateway/tlstest"
+	"github.com/iris-im/iris/storage"
 )
 
 func TestSend2CIDReusedForAnotherTarget(t *testing.T) {
@@ -526,5 +527,60 @@ func TestIdleConnectionClosedOnlyWhenSet(t *testing.T) {
 	case <-chatty.Done():
 		t.Fatal("a connection that kept sending was closed as idle")
 	default:
+	}
+}
+
+// An entry stored without a push to the live session (its shard died with
+// the push in flight) must reach the client before any later entry, or a
+// cumulative ACK2 of the later one would delete it unseen.
+func TestMissedPushDeliveredBeforeLaterEntry(t *testing.T) {
+	n := startNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	login2 := func(user string) *client.Conn {
+		c, err := client.Dial(ctx, "tcp", n.TCPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if err := c.Login2(ctx, user, ""); err != nil {
+			t.Fatalf("login2 %s: %v", user, err)
+		}
+		return c
+	}
+	bob := login2("bob")
+	alice := login2("alice")
+	if err := alice.Send2(1, "bob", []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, alice, client.OpAccepted)
+	if f := expect(t, bob, client.OpDeliver); string(f.Msg) != "first" {
+		t.Fatalf("bob got %q, want first", f.Msg)
+	}
+
+	// Stored straight into the store: the shard never pushes it.
+	s, err := n.store.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	s.Append(storage.AppendRequest{User: "bob", Kind: 0x09, Sender: "alice", Body: []byte("missed")}, func(_ storage.AppendResult, err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	if err := alice.Send2(2, "bob", []byte("third")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, alice, client.OpAccepted)
+	for _, want := range []string{"missed", "third"} {
+		f, err := bob.Expect(ctx, client.OpDeliver)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v", want, err)
+		}
+		if string(f.Msg) != want {
+			t.Fatalf("bob got %q, want %q", f.Msg, want)
+		}
 	}
 }
