@@ -102,16 +102,33 @@ func (s *Store) awaitReply(future *actor.Future, leaderID string) (any, error) {
 // write's callback see it. When the core stays behind longer than applyWaitTimeout, it logs
 // and returns an error. The caller still reports a write, because it is committed and only
 // reads on this core lag, but fails a barrier.
-func (s *Store) waitApplied(index uint64) error {
+//
+// Once a wait has timed out, later writes do not wait again until this core has applied
+// what it waited for: a core that restarted can be left without entries for many seconds,
+// because the leader retries a follower that was down with a growing delay, and a wait per
+// batch would hold every write of this core for applyWaitTimeout. mustWait (a barrier)
+// waits in any case.
+func (s *Store) waitApplied(index uint64, mustWait bool) error {
 	if index == 0 {
 		return nil
+	}
+	if s.lagging.Load() && !mustWait {
+		if s.cfg.Replica.AppliedIndex() >= index {
+			s.lagging.Store(false)
+			s.logger.Info("replicated: this core caught up with the raft leader", "index", index)
+			return nil
+		}
+		return fmt.Errorf("replicated: this core has not applied raft entry %d yet", index)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), applyWaitTimeout)
 	defer cancel()
 	if err := s.cfg.Replica.WaitApplied(ctx, index); err != nil {
-		s.logger.Warn("replicated: this core lags behind the raft leader; local reads may miss recent writes", "index", index, "err", err)
+		if !s.lagging.Swap(true) {
+			s.logger.Warn("replicated: this core lags behind the raft leader; local reads may miss recent writes", "index", index, "err", err)
+		}
 		return fmt.Errorf("replicated: this core has not applied raft entry %d within %s: %w", index, applyWaitTimeout, err)
 	}
+	s.lagging.Store(false)
 	return nil
 }
 

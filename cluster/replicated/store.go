@@ -87,6 +87,7 @@ type Store struct {
 	writersMu sync.Mutex
 	writers   map[string]*actor.PID // raft ID → writer actor of that core
 
+	lagging                               atomic.Bool // a wait for this core's copy timed out; see waitApplied
 	nextRef                               atomic.Uint64
 	batches, forwarded, retries, failures atomic.Uint64
 }
@@ -425,7 +426,8 @@ func (s *Store) send(batch []pendingOp) ([]storage.Result, []outcome, error) {
 	if err != nil {
 		return results, outcomes, err
 	}
-	if err := s.waitApplied(index); err != nil {
+	hasBarrier := slices.ContainsFunc(batch, func(p pendingOp) bool { return p.barrier })
+	if err := s.waitApplied(index, hasBarrier); err != nil {
 		for i := range batch {
 			if batch[i].barrier && outcomes[i] == outcomeDone && results[i].Err == nil {
 				results[i].Err = err

@@ -693,6 +693,18 @@ func TestBarrierFailsWhileCoreCannotApply(t *testing.T) {
 		t.Fatalf("Barrier on a core that applies nothing returned nil; want an error, because local reads miss the writes")
 	}
 	t.Logf("Barrier: %v", err)
+
+	// Writes through the lagging core are committed by the leader and reported without
+	// waiting applyWaitTimeout each for a copy that does not apply them.
+	start := time.Now()
+	for i := range 3 {
+		if _, err := appendSync(t, stuck.store(), plainAppend("pia", fmt.Sprintf("after-%d", i))); err != nil {
+			t.Fatalf("append %d through the lagging core: %v", i, err)
+		}
+	}
+	if took := time.Since(start); took > applyWaitTimeout {
+		t.Errorf("3 appends through the lagging core took %s, want well under %s", took.Round(time.Millisecond), applyWaitTimeout)
+	}
 }
 
 func TestDoRejectsUnknownOpKind(t *testing.T) {
