@@ -277,15 +277,17 @@ func (s *shard) finishAppend(ctx actor.Context, done *appendDone) {
 	if done.requester != nil {
 		ctx.Send(done.requester, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_AppendReply{AppendReply: reply}})
 	}
-	if done.err != nil || done.result.Duplicate {
-		if done.result.Duplicate {
-			s.cfg.Stats.Deduplicated.Add(1)
-		}
+	if done.err != nil {
+		return
+	}
+	live := s.sessions[done.req.User]
+	if done.result.Duplicate {
+		s.cfg.Stats.Deduplicated.Add(1)
+		s.pushRepeated(ctx, done, live)
 		return
 	}
 
 	s.cfg.Stats.Appended.Add(1)
-	live := s.sessions[done.req.User]
 	if len(live) == 0 {
 		return
 	}
@@ -299,6 +301,35 @@ func (s *shard) finishAppend(ctx actor.Context, done *appendDone) {
 			TimeMs: done.req.TimeMs,
 			Body:   done.req.Body,
 		},
+	}}}
+	for _, pid := range live {
+		ctx.Send(pid, deliver)
+	}
+}
+
+// pushRepeated pushes the stored entry that a repeated append names (a dedup
+// hit carries its seq) to the recipient's live sessions. The sender repeats an
+// append when it got no reply, and the reply and the first push may both have
+// been lost with a shard on a core that died. Sessions skip entries they have
+// already delivered, so the push costs nothing when the first one arrived.
+// The entry is read from the store rather than rebuilt from the repeat, whose
+// body need not match what was stored.
+func (s *shard) pushRepeated(ctx actor.Context, done *appendDone, live []*actor.PID) {
+	seq := done.result.Seq
+	if seq == 0 || len(live) == 0 {
+		return
+	}
+	entries, err := s.cfg.Store.Inbox(done.req.User, seq-1, 1)
+	if err != nil || len(entries) == 0 || entries[0].Seq != seq || entries[0].Tag != done.result.Tag {
+		return // acked and deleted already, or unreadable: nothing to push
+	}
+	e := entries[0]
+	if pending := s.acking[done.req.User]; pending != nil && pending.hides(e) {
+		return // an ack of it is being written
+	}
+	deliver := &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Deliver{Deliver: &irispb.Deliver{
+		User:  done.req.User,
+		Entry: &irispb.Entry{Seq: e.Seq, Tag: e.Tag, Kind: uint32(e.Kind), Sender: e.Sender, TimeMs: e.TimeMS, Body: e.Body},
 	}}}
 	for _, pid := range live {
 		ctx.Send(pid, deliver)

@@ -584,3 +584,63 @@ func TestMissedPushDeliveredBeforeLaterEntry(t *testing.T) {
 		}
 	}
 }
+
+// A SEND2 repeated after its first attempt was stored without a push (the
+// shard died with the reply and the push in flight) gets the stored entry
+// pushed to the recipient, who is online and would otherwise see it only at
+// the next login.
+func TestRepeatedSendPushesStoredEntry(t *testing.T) {
+	n := startNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	login2 := func(user string) *client.Conn {
+		c, err := client.Dial(ctx, "tcp", n.TCPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if err := c.Login2(ctx, user, ""); err != nil {
+			t.Fatalf("login2 %s: %v", user, err)
+		}
+		return c
+	}
+	bob := login2("bob")
+	alice := login2("alice")
+
+	// The first attempt of alice's cid 7, stored as the session would have
+	// stored it, but never pushed.
+	s, err := n.store.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	s.Append(storage.AppendRequest{
+		User: "bob", Kind: 0x02, Sender: "alice", Body: []byte("stored once"),
+		Dedup: &storage.DedupKey{Sender: "alice", Scope: "send2:bob", ID: 7},
+	}, func(_ storage.AppendResult, err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	if err := alice.Send2(7, "bob", []byte("stored once")); err != nil {
+		t.Fatal(err)
+	}
+	if f := expect(t, alice, client.OpAccepted); f.CID != 7 {
+		t.Fatalf("ACCEPTED for cid %d, want 7", f.CID)
+	}
+	f, err := bob.Expect(ctx, client.OpDeliver)
+	if err != nil {
+		t.Fatalf("bob waiting for the stored entry: %v", err)
+	}
+	if string(f.Msg) != "stored once" || f.Sender != "alice" {
+		t.Fatalf("bob got %q from %q, want %q from alice", f.Msg, f.Sender, "stored once")
+	}
+	if err := bob.Ack2(f.Seq); err != nil {
+		t.Fatal(err)
+	}
+	quiet, stop := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer stop()
+	if g, err := bob.Next(quiet); err == nil {
+		t.Errorf("bob got a second frame %v, want the entry once", g)
+	}
+}
