@@ -287,10 +287,12 @@ func (c *Config) validateRaft(v *checker) {
 		v.hostPort("cluster.raft.advertise", r.Advertise)
 	}
 	ids := make(map[string]bool)
+	malformed := false
 	for _, entry := range r.Bootstrap {
 		id, addr, ok := strings.Cut(entry, "=")
 		if !ok || strings.TrimSpace(id) == "" {
 			v.fail("cluster.raft.bootstrap", "invalid entry %q: expected id=host:port", entry)
+			malformed = true
 			continue
 		}
 		if ids[id] {
@@ -298,6 +300,13 @@ func (c *Config) validateRaft(v *checker) {
 		}
 		ids[id] = true
 		v.hostPort("cluster.raft.bootstrap", addr)
+	}
+	self := r.ID
+	if self == "" {
+		self = c.Node.Name
+	}
+	if len(r.Bootstrap) > 0 && !malformed && !ids[self] {
+		v.fail("cluster.raft.bootstrap", "does not list this core's raft ID %q (cluster.raft.id, or node.name when it is empty); a core outside the list it bootstraps never becomes a voter", self)
 	}
 	v.positiveDuration("cluster.raft.heartbeat_timeout", r.HeartbeatTimeout)
 	v.positiveDuration("cluster.raft.election_timeout", r.ElectionTimeout)

@@ -89,7 +89,13 @@ func TestValidateNamesKey(t *testing.T) {
 		{"cluster.raft.bootstrap", func(c *Config) { setCore(c); c.Cluster.Raft.Bootstrap = []string{"127.0.0.2:7400"} }},
 		{"cluster.raft.bootstrap", func(c *Config) {
 			setCore(c)
+			c.Cluster.Raft.ID = "a"
 			c.Cluster.Raft.Bootstrap = []string{"a=127.0.0.2:7400", "a=127.0.0.3:7400"}
+		}},
+		{"cluster.raft.bootstrap", func(c *Config) {
+			setCore(c)
+			c.Cluster.Raft.ID = "core9"
+			c.Cluster.Raft.Bootstrap = []string{"core1=127.0.0.2:7400", "core2=127.0.0.3:7400"}
 		}},
 		{"cluster.raft.election_timeout", func(c *Config) { setCore(c); c.Cluster.Raft.ElectionTimeout = 100 * time.Millisecond }},
 		{"cluster.raft.leader_lease_timeout", func(c *Config) { setCore(c); c.Cluster.Raft.LeaderLeaseTimeout = time.Second }},
@@ -156,6 +162,12 @@ func TestValidateAcceptsEdgeCases(t *testing.T) {
 		}},
 		{"core with bootstrap list", func(c *Config) {
 			setCore(c)
+			c.Cluster.Raft.ID = "core1"
+			c.Cluster.Raft.Bootstrap = []string{"core1=127.0.0.2:7400", "core2=127.0.0.3:7400"}
+		}},
+		{"bootstrap list names node.name", func(c *Config) {
+			setCore(c)
+			c.Node.Name = "core2"
 			c.Cluster.Raft.Bootstrap = []string{"core1=127.0.0.2:7400", "core2=127.0.0.3:7400"}
 		}},
 		{"edge with seeds", func(c *Config) {
