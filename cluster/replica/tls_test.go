@@ -1,97 +1,32 @@
 package replica
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/iris-im/iris/gateway/tlstest"
 )
-
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// nodeCert issues a certificate for 127.0.0.1 usable as server and as client.
-func (ca *testCA) nodeCert(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // tlsConfig returns the TLS configuration of a node whose certificate ca issues and which
 // trusts the CAs in trusted.
-func tlsConfig(t *testing.T, ca *testCA, name string, trusted *x509.CertPool) *tls.Config {
+func tlsConfig(t *testing.T, ca *tlstest.CA, name string, trusted *x509.CertPool) *tls.Config {
 	return &tls.Config{
-		Certificates: []tls.Certificate{ca.nodeCert(t, name)},
+		Certificates: []tls.Certificate{ca.NodeCert(t, name, net.IPv4(127, 0, 0, 1))},
 		RootCAs:      trusted,
 		ClientCAs:    trusted,
 	}
 }
 
 func TestTLSClusterReplicates(t *testing.T) {
-	ca := newTestCA(t, "iris cluster CA")
+	ca := tlstest.NewCA(t, "iris cluster CA")
 	nodes := startCluster(t, 3, func(i int) *tls.Config {
-		return tlsConfig(t, ca, "core", ca.pool)
+		return tlsConfig(t, ca, "core", ca.Pool())
 	}, nil)
 	leader := waitLeader(t, nodes, 5*time.Second)
 
@@ -109,16 +44,16 @@ func TestTLSClusterReplicates(t *testing.T) {
 }
 
 func TestTLSRejectsPeerFromOtherCA(t *testing.T) {
-	ca := newTestCA(t, "iris cluster CA")
+	ca := tlstest.NewCA(t, "iris cluster CA")
 	nodes := startCluster(t, 3, func(i int) *tls.Config {
-		return tlsConfig(t, ca, "core", ca.pool)
+		return tlsConfig(t, ca, "core", ca.Pool())
 	}, nil)
 	leader := waitLeader(t, nodes, 5*time.Second)
 	termBefore := leader.replica.Stats().Term
 
 	// The intruder trusts the cluster CA, so only its own certificate gives it away.
-	other := newTestCA(t, "other CA")
-	intruderTLS, err := serverTLSConfig(tlsConfig(t, other, "intruder", ca.pool))
+	other := tlstest.NewCA(t, "other CA")
+	intruderTLS, err := serverTLSConfig(tlsConfig(t, other, "intruder", ca.Pool()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,14 +91,14 @@ func TestTLSRejectsPeerFromOtherCA(t *testing.T) {
 }
 
 func TestTLSForeignNodeCannotJoin(t *testing.T) {
-	ca := newTestCA(t, "iris cluster CA")
+	ca := tlstest.NewCA(t, "iris cluster CA")
 	nodes := startCluster(t, 3, func(i int) *tls.Config {
-		return tlsConfig(t, ca, "core", ca.pool)
+		return tlsConfig(t, ca, "core", ca.Pool())
 	}, nil)
 	leader := waitLeader(t, nodes, 5*time.Second)
 
-	other := newTestCA(t, "other CA")
-	intruder := newTestNode(t, "intruder", tlsConfig(t, other, "intruder", other.pool))
+	other := tlstest.NewCA(t, "other CA")
+	intruder := newTestNode(t, "intruder", tlsConfig(t, other, "intruder", other.Pool()))
 	intruder.start()
 
 	// The leader accepts the configuration change (three of four voters are a majority) but
@@ -189,22 +124,22 @@ func TestTLSForeignNodeCannotJoin(t *testing.T) {
 }
 
 func TestServerTLSConfigRequiresCAs(t *testing.T) {
-	ca := newTestCA(t, "ca")
-	cert := ca.nodeCert(t, "n")
+	ca := tlstest.NewCA(t, "ca")
+	cert := ca.NodeCert(t, "n", net.IPv4(127, 0, 0, 1))
 	tests := []struct {
 		name string
 		cfg  *tls.Config
 	}{
-		{"no certificate", &tls.Config{RootCAs: ca.pool, ClientCAs: ca.pool}},
-		{"no client CAs", &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.pool}},
-		{"no root CAs", &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: ca.pool}},
+		{"no certificate", &tls.Config{RootCAs: ca.Pool(), ClientCAs: ca.Pool()}},
+		{"no client CAs", &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.Pool()}},
+		{"no root CAs", &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: ca.Pool()}},
 	}
 	for _, tt := range tests {
 		if _, err := serverTLSConfig(tt.cfg); err == nil {
 			t.Errorf("%s: serverTLSConfig accepted it", tt.name)
 		}
 	}
-	got, err := serverTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.pool, ClientCAs: ca.pool})
+	got, err := serverTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.Pool(), ClientCAs: ca.Pool()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -105,10 +106,43 @@ func (ca *CA) WriteCACert(t testing.TB, dir string) string {
 	return name
 }
 
-// WriteNodeCert issues a certificate for the IP addresses ips, usable as
-// server and as client, and writes it and its key as PEM files named after
-// node in dir.
+// Pool returns a pool that trusts the CA.
+func (ca *CA) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	return pool
+}
+
+// NodeCert issues a certificate for the IP addresses ips, usable as server
+// and as client.
+func (ca *CA) NodeCert(t testing.TB, node string, ips ...net.IP) tls.Certificate {
+	t.Helper()
+	der, key := ca.issue(t, node, ips)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// WriteNodeCert issues a certificate as NodeCert does and writes it and its
+// key as PEM files named after node in dir.
 func (ca *CA) WriteNodeCert(t testing.TB, dir, node string, ips ...net.IP) (certFile, keyFile string) {
+	t.Helper()
+	der, key := ca.issue(t, node, ips)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, node+".pem"), filepath.Join(dir, node+"-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// issue signs a server and client certificate for ips and returns it in DER
+// form with its new key.
+func (ca *CA) issue(t testing.TB, node string, ips []net.IP) ([]byte, *ecdsa.PrivateKey) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -131,16 +165,5 @@ func (ca *CA) WriteNodeCert(t testing.TB, dir, node string, ips ...net.IP) (cert
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, node+".pem"), filepath.Join(dir, node+"-key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
+	return der, key
 }

@@ -538,19 +538,8 @@ func TestMissedPushDeliveredBeforeLaterEntry(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	login2 := func(user string) *client.Conn {
-		c, err := client.Dial(ctx, "tcp", n.TCPAddr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		if err := c.Login2(ctx, user, ""); err != nil {
-			t.Fatalf("login2 %s: %v", user, err)
-		}
-		return c
-	}
-	bob := login2("bob")
-	alice := login2("alice")
+	bob := login2(t, n, "bob")
+	alice := login2(t, n, "alice")
 	if err := alice.Send2(1, "bob", []byte("first")); err != nil {
 		t.Fatal(err)
 	}
@@ -593,19 +582,8 @@ func TestRepeatedSendPushesStoredEntry(t *testing.T) {
 	n := startNode(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	login2 := func(user string) *client.Conn {
-		c, err := client.Dial(ctx, "tcp", n.TCPAddr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		if err := c.Login2(ctx, user, ""); err != nil {
-			t.Fatalf("login2 %s: %v", user, err)
-		}
-		return c
-	}
-	bob := login2("bob")
-	alice := login2("alice")
+	bob := login2(t, n, "bob")
+	alice := login2(t, n, "alice")
 
 	// The first attempt of alice's cid 7, stored as the session would have
 	// stored it, but never pushed.
