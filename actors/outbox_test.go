@@ -16,7 +16,7 @@ func TestOutboxResendLeavesSentEnvelope(t *testing.T) {
 
 	o.add(&irispb.AppendRequest{User: "bob", Body: []byte("one")}, sendMeta{}, send)
 	o.add(&irispb.AppendRequest{User: "bob", Body: []byte("two")}, sendMeta{}, send)
-	// The first append is answered, so the second one's order base moves on.
+	// The first append gets its reply, so the second one's order base moves on.
 	first := sent[0].GetAppend()
 	if _, ok := o.answer(&irispb.AppendReply{Ref: first.Ref, Seq: 1}, send); !ok {
 		t.Fatal("answer of the first append not matched")

@@ -29,7 +29,7 @@ type RouterConfig struct {
 // the cluster again, which activates the shard wherever it now belongs.
 //
 // Asking the cluster where a grain lives can take seconds: proto.actor's
-// lookup waits 5 s for an answer from the owner it computes, and right after
+// lookup waits 5 s for a reply from the owner it computes, and right after
 // a core dies that owner can be the dead core. So lookups run off the
 // router's goroutine. The envelopes for a grain being looked up wait in
 // order in the router, other grains keep flowing, and a change of the member
@@ -46,7 +46,7 @@ type router struct {
 
 // ForgetShards clears a router's cache of shard PIDs. The registrar sends it
 // when members join or leave, because shards then move: the next envelope
-// for each shard asks the cluster for its owner again.
+// for each shard makes the router query the cluster for its owner again.
 type ForgetShards struct{}
 
 // grainKey names a grain: a shard by number, a group by id.
@@ -159,8 +159,8 @@ func (r *router) send(ctx actor.Context, key grainKey, env *irispb.Envelope, sen
 	r.lookup(ctx, key, r.gen)
 }
 
-// lookup asks the cluster for the grain's PID on a goroutine of its own and
-// posts the answer back as placed.
+// lookup queries the cluster for the grain's PID on a goroutine of its own
+// and posts the result back as placed.
 func (r *router) lookup(ctx actor.Context, key grainKey, gen uint64) {
 	c := r.cfg.Cluster()
 	self, root := ctx.Self(), ctx.ActorSystem().Root
@@ -214,7 +214,7 @@ func (r *router) finishPlacement(ctx actor.Context, msg *placed) {
 	}
 }
 
-// rejectGroup answers a group request whose grain could not be placed.
+// rejectGroup replies with an error to a group request whose grain could not be placed.
 func (r *router) rejectGroup(ctx actor.Context, e routedEnvelope) {
 	if e.sender == nil {
 		return

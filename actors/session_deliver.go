@@ -243,7 +243,7 @@ func storeErrorReason(err error) string {
 }
 
 // flushGrace is how long a session waits for its next read before it
-// answers a Flush. A client that sends an ACK and closes its connection
+// replies to a Flush. A client that sends an ACK and closes its connection
 // right before it logs in on a new one has the ACK and the close queued in
 // this connection's socket; one more read brings them in, so the new login
 // does not read the acked entry back.
@@ -254,7 +254,7 @@ type flushGraceOver struct{}
 
 // startFlush records a Flush request of the shard: another login of this
 // user waits until this session has sent the acks of what it read. The
-// answer goes out after the next read, when the connection closes, or after
+// reply goes out after the next read, when the connection closes, or after
 // flushGrace, whichever comes first.
 func (s *session) startFlush(ctx actor.Context, f *irispb.Flush) {
 	s.flushes = append(s.flushes, f)

@@ -35,7 +35,7 @@ var (
 )
 
 // RegisterProvider makes the provider name selectable. The external providers register
-// themselves from package cluster/registry, which the iris binary imports; keeping them out
+// themselves from package cluster/registry, which the iris binary imports. Keeping them out
 // of this package keeps their client libraries (the Kubernetes client above all) out of
 // every test binary that starts a node.
 func RegisterProvider(name string, factory ProviderFactory) {

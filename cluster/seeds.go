@@ -39,8 +39,8 @@ type memberRecord struct {
 
 // seedProvider is the "automanaged" cluster provider: a static list of seed
 // addresses, each a member's discovery endpoint, polled every refresh. The
-// members are the seeds that answer with this cluster's name; a seed that
-// stops answering leaves the member list at the next refresh. Members serve
+// members are the seeds that respond with this cluster's name, and a seed
+// that stops responding leaves the member list at the next refresh. Members serve
 // their own record on Options.DiscoveryAddr; clients only poll.
 //
 // It replaces proto.actor's automanaged provider, which serves plain HTTP on
@@ -66,7 +66,7 @@ type seedProvider struct {
 	down map[string]bool // seed → unreachable at the last refresh
 
 	// last is each seed's last record and when it was read. A seed that
-	// does not answer in time keeps its record for unresponsiveGrace; see
+	// does not respond in time keeps its record for unresponsiveGrace; see
 	// poll. Only poll's goroutine uses it.
 	last map[string]lastRecord
 }
@@ -80,7 +80,7 @@ type lastRecord struct {
 // unresponsiveGrace is how long a member whose seed times out stays in the
 // member list. NB: proto.actor blocks a member that leaves the list for the
 // rest of that member's life (it must restart to join again), so one slow
-// answer, a long GC pause or a frozen poller must not count as a departure.
+// response, a long GC pause or a frozen poller must not count as a departure.
 // A refused connection does: the process is gone, and failover should start
 // at once.
 const unresponsiveGrace = 5 * time.Second
@@ -237,7 +237,7 @@ func (p *seedProvider) poll(cluster string) protocluster.Members {
 		members = append(members, &protocluster.Member{Id: r.ID, Host: r.Host, Port: int32(r.Port), Kinds: r.Kinds})
 	}
 	if p.self.ID != "" {
-		add(&p.self) // a member always sees itself, even when it is not a seed
+		add(&p.self) // a member always lists itself, even when it is not a seed
 	}
 	for _, r := range records {
 		add(r)
@@ -245,8 +245,8 @@ func (p *seedProvider) poll(cluster string) protocluster.Members {
 	return members
 }
 
-// isRefused reports whether err says that nothing listens at the seed: its
-// process has stopped or was killed.
+// isRefused reports whether err is a refused connection, which means that
+// nothing listens at the seed because its process stopped or was killed.
 func isRefused(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }

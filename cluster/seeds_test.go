@@ -424,7 +424,7 @@ func TestSeedRunStopsAtShutdown(t *testing.T) {
 	stopProvider(t, client) // a second Shutdown returns at once
 }
 
-// A member whose seed stops answering in time stays in the list for
+// A member whose seed stops responding in time stays in the list for
 // unresponsiveGrace, because proto.actor never lets a member that left come
 // back; a seed that refuses connections leaves at once.
 func TestSlowSeedKeptRefusedSeedDropped(t *testing.T) {
@@ -437,7 +437,7 @@ func TestSlowSeedKeptRefusedSeedDropped(t *testing.T) {
 		t.Fatalf("members = %v, want both", got)
 	}
 
-	// core-slow's server stops answering: a listener that accepts and never
+	// core-slow's server stops responding: a listener that accepts and never
 	// replies takes its place, as a frozen process would.
 	stopProvider(t, slow)
 	ln, err := net.Listen("tcp", slowAddr)

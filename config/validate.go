@@ -487,7 +487,7 @@ func LoadClusterTLS(t ClusterTLS) (*tls.Config, error) {
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, &KeyError{Key: "cluster.tls.ca_file", Err: fmt.Errorf("%s holds no PEM certificate", t.CAFile)}
+		return nil, &KeyError{Key: "cluster.tls.ca_file", Err: fmt.Errorf("%s contains no PEM certificate", t.CAFile)}
 	}
 	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 // with SetLevel are ignored because the slog handler filters.
 //
 // Warnings and errors repeat at raft's retry rate while a peer is down, several lines a
-// second, so each distinct message is written at most once per repeatEvery; the line that
+// second, so each distinct message is written at most once per repeatEvery. The line that
 // follows a quiet period carries the number of lines left out.
 type hclogAdapter struct {
 	logger *slog.Logger

@@ -13,7 +13,7 @@ import (
 )
 
 // forward sends ops to the writer of the leader leaderID and waits for its reply. On an
-// error, outcomes says which ops may be sent again.
+// error, outcomes tells which ops may be sent again.
 func (s *Store) forward(leaderID string, ops []storage.Op) ([]storage.Result, []outcome, uint64, error) {
 	pid := s.writerOf(leaderID)
 	if pid == nil {
@@ -157,7 +157,7 @@ func (s *Store) forgetWriter(id string) {
 	s.writersMu.Unlock()
 }
 
-// lookupWriters asks the writer of every core for its raft ID, all at once.
+// lookupWriters queries the writer of every core for its raft ID, all at once.
 // It returns when every core has answered or timed out, or as soon as the
 // core with raft ID want has answered, with the answers so far.
 func (s *Store) lookupWriters(want string) map[string]*actor.PID {
@@ -240,7 +240,7 @@ func (s *Store) handleWrite(w *irispb.StoreWrite, requester *actor.PID) {
 }
 
 // NewWriter returns the writer actor of a core. It runs the writes that other cores forward
-// to this one while it leads, and tells them its raft ID. store returns the core's store, or
+// to this one while it leads, and replies to their queries with its raft ID. store returns the core's store, or
 // nil while it is closed.
 //
 // Handles: Envelope{StoreWrite, ReplicaQuery}.

@@ -1,6 +1,6 @@
 // Package replicated is the store that shard and group grains use on a core
 // of a cluster. Writes go through the raft group of the cores
-// (cluster/replica): on the leader they enter its group commit directly; on
+// (cluster/replica). On the leader they enter its group commit directly. On
 // any other core they are forwarded, many ops per message, to the leader's
 // writer actor over proto.actor remoting. A write is reported done only
 // after its raft entry has committed on a majority and has been applied to
@@ -105,7 +105,7 @@ type pendingOp struct {
 	barrier bool
 }
 
-// outcome is what happened to one op of a written batch.
+// outcome is the fate of one op of a written batch.
 type outcome int
 
 const (
@@ -301,7 +301,7 @@ func (s *Store) take() ([]pendingOp, bool) {
 }
 
 // write sends batch to the leader until every op has an outcome to report, retrying the
-// ops that can be retried, in order, while no leader answers.
+// ops that can be retried, in order, while no leader replies.
 func (s *Store) write(batch []pendingOp) {
 	delay := firstRetryDelay
 	for len(batch) > 0 {

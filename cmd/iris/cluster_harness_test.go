@@ -222,7 +222,7 @@ func (n *clusterNode) spawn() {
 	}()
 }
 
-// waitReady waits until n's /readyz answers 200.
+// waitReady waits until n's /readyz returns 200.
 func (n *clusterNode) waitReady(timeout time.Duration) {
 	n.t.Helper()
 	httpClient := &http.Client{Timeout: time.Second}

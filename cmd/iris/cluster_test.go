@@ -471,7 +471,7 @@ func TestStatusOfCluster(t *testing.T) {
 }
 
 // readyzStatus returns the HTTP status of n's /readyz, or 0 when the admin
-// server does not answer.
+// server does not respond.
 func (n *clusterNode) readyzStatus() int {
 	resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + n.adminAddr + "/readyz")
 	if err != nil {
@@ -482,7 +482,7 @@ func (n *clusterNode) readyzStatus() int {
 }
 
 // TestReadyzBeforeClusterJoined starts an edge before any core: its admin
-// server answers at once, /readyz is 503 while it waits for the cluster and
+// server responds at once, /readyz is 503 while it waits for the cluster and
 // 200 once the cores run.
 func TestReadyzBeforeClusterJoined(t *testing.T) {
 	c := &testCluster{t: t, dir: t.TempDir()}
@@ -503,7 +503,7 @@ func TestReadyzBeforeClusterJoined(t *testing.T) {
 	edge.spawn()
 	if !eventually(15*time.Second, func() bool { return edge.readyzStatus() != 0 }) {
 		edge.logTail(30)
-		t.Fatal("the edge's admin server did not answer while the edge waited for the cores")
+		t.Fatal("the edge's admin server did not respond while the edge waited for the cores")
 	}
 	if got := edge.readyzStatus(); got != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz of an edge without cores = %d, want 503", got)

@@ -42,12 +42,12 @@ type nodeStats struct {
 	} `json:"supervision"`
 }
 
-// nodeReport is what iris status learned about one node.
+// nodeReport is the state of one node as iris status read it.
 type nodeReport struct {
 	addr    string
 	ready   bool
 	stats   *nodeStats // nil when the node is unreachable
-	problem string     // why the node is unhealthy, or ""
+	problem string     // the reason the node is unhealthy, or ""
 }
 
 func (c *cli) newStatusCommand() *cobra.Command {

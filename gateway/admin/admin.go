@@ -34,7 +34,7 @@ type Config struct {
 	Pprof bool
 	// Node and Role name this node in /stats.
 	Node, Role string
-	// Members returns the cluster members this node sees; nil on a node
+	// Members returns the cluster members this node has; nil on a node
 	// that is the whole cluster.
 	Members func() []Member
 	// Raft returns the raft state of a core; nil on other roles.
@@ -100,7 +100,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// Member is one cluster member as this node sees it.
+// Member is one cluster member in this node's member list.
 type Member struct {
 	ID      string   `json:"id"`
 	Address string   `json:"address"`

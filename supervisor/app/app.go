@@ -116,7 +116,7 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	n.overload.Logger = logger.With("component", "overload")
 	n.overload.Start()
 
-	// The admin server starts before the tree, so that /healthz answers and
+	// The admin server starts before the tree, so that /healthz responds and
 	// /readyz returns 503 while the store opens and the node joins its
 	// cluster. The tree's admin child takes the server over.
 	early, err := admin.Start(n.adminConfig())
@@ -426,7 +426,7 @@ func (n *Node) adminConfig() admin.Config {
 }
 
 // isReady reports whether the node serves: its tree has started and, in a
-// cluster, a core knows a raft leader and an edge sees a core that hosts
+// cluster, a core has a raft leader and an edge has a core that hosts
 // shards.
 func (n *Node) isReady() bool {
 	if !n.ready.Load() {

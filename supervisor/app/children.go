@@ -49,8 +49,8 @@ func (a *storeActor) Receive(ctx actor.Context) {
 	}
 }
 
-// grainStore is what the shard and group grains of a node write through: the
-// node's Pebble store on role all, the replicated store on a core.
+// grainStore is the store that the shard and group grains of a node write
+// through: the node's Pebble store on role all, the replicated store on a core.
 type grainStore interface {
 	actors.Store
 	Group(id string) (*storage.Group, error)
