@@ -82,7 +82,7 @@ type groupRetryTick struct{}
 func NewGroupKind(cfg *GroupConfig) *protocluster.Kind {
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &group{cfg: cfg, outbox: newOutbox(cfg.Stats)}
-	})
+	}, cfg.Stats.Actors.Group.PropsOptions()...)
 	return protocluster.NewKind(cluster.GroupKind, props)
 }
 

@@ -32,7 +32,11 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 			s.fetchAfter(ctx, s.lastDelivered)
 			return
 		}
-		s.deliver(body.Deliver.Entry) // false: the window is full, and the entry waits in the inbox
+		fresh := body.Deliver.Entry.Seq > s.lastDelivered
+		if s.deliver(body.Deliver.Entry) && fresh && body.Deliver.SentUnixNano != 0 {
+			s.cfg.Stats.DeliveryLatency.Observe(time.Since(time.Unix(0, body.Deliver.SentUnixNano)))
+		}
+		// false from deliver: the window is full, and the entry waits in the inbox
 	case *irispb.Envelope_FetchReply:
 		s.receivePage(ctx, body.FetchReply)
 	case *irispb.Envelope_Ack:

@@ -208,15 +208,17 @@ func (s *session) send(ctx actor.Context, target []byte, kind uint8, msg []byte,
 func (s *session) append(ctx actor.Context, target string, kind uint8, msg []byte, v2 bool, cid uint64, dedup bool, scope string, id uint64) {
 	body := make([]byte, len(msg))
 	copy(body, msg)
+	now := time.Now()
 	req := &irispb.AppendRequest{
-		User:       target,
-		Sender:     s.user,
-		Kind:       uint32(kind),
-		Body:       body,
-		TimeMs:     uint64(time.Now().UnixMilli()),
-		Dedup:      dedup,
-		DedupScope: scope,
-		DedupId:    id,
+		User:         target,
+		Sender:       s.user,
+		Kind:         uint32(kind),
+		Body:         body,
+		TimeMs:       uint64(now.UnixMilli()),
+		SentUnixNano: now.UnixNano(),
+		Dedup:        dedup,
+		DedupScope:   scope,
+		DedupId:      id,
 	}
 	s.outbox.add(req, sendMeta{v2: v2, cid: cid}, func(env *irispb.Envelope) { s.toShard(ctx, env) })
 	s.scheduleSendRetry()

@@ -169,7 +169,7 @@ func NewShardKind(cfg *ShardConfig) *protocluster.Kind {
 			lastSeen: make(map[string]uint64),
 			flushes:  make(map[uint64]*pendingLogin),
 		}
-	})
+	}, cfg.Stats.Actors.Shard.PropsOptions()...)
 	return protocluster.NewKind(cluster.ShardKind, props)
 }
 
@@ -292,7 +292,8 @@ func (s *shard) finishAppend(ctx actor.Context, done *appendDone) {
 		return
 	}
 	deliver := &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Deliver{Deliver: &irispb.Deliver{
-		User: done.req.User,
+		User:         done.req.User,
+		SentUnixNano: done.req.SentUnixNano,
 		Entry: &irispb.Entry{
 			Seq:    done.result.Seq,
 			Tag:    done.result.Tag,

@@ -31,6 +31,15 @@ type Stats struct {
 	LoginsFailed  atomic.Uint64
 	LoginsBlocked atomic.Uint64 // logins refused after repeated failures
 	ConnRejected  atomic.Uint64 // connections refused by the per-IP rate limit
+	DeadLetters   atomic.Uint64 // messages sent to actors that no longer exist
+
+	// DeliveryLatency times each first delivery from the message's accept
+	// time to its write to the recipient's connection.
+	DeliveryLatency Histogram
+	// StoreWriteLatency times appends from the call to the durable result.
+	StoreWriteLatency Histogram
+	// Actors counts live actors and waiting messages by kind.
+	Actors ActorKinds
 }
 
 // Crash makes the actor that receives it panic with Reason. It is the

@@ -155,6 +155,10 @@ type Auth struct {
 	// needs at least 32 bytes, or 48 with HS384 and 64 with HS512 in
 	// Algorithms. Default empty, which disables token checks.
 	JWTSecret Secret `yaml:"jwt_secret"`
+	// JWTSecretFile is a file that holds the JWT secret, read at start;
+	// line breaks at its end are dropped. It replaces jwt_secret, which must
+	// then be empty. Default empty: no file.
+	JWTSecretFile string `yaml:"jwt_secret_file"`
 	// Issuer is the required iss claim. Default empty, which skips the check.
 	Issuer string `yaml:"issuer"`
 	// Algorithms are the accepted JWT signing algorithms, out of HS256,

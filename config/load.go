@@ -143,6 +143,10 @@ func decodeAndValidate(v *viper.Viper, sources map[string]string) (*Config, erro
 		}
 	}
 
+	if err := cfg.readSecretFile(); err != nil {
+		problems = append(problems, &KeyError{Key: "auth.jwt_secret_file", Source: sources["auth.jwt_secret_file"], Err: err})
+	}
+
 	// Validate even after decode errors, so one run reports every bad key.
 	// A key that failed to decode holds its zero value, so its validation
 	// error would only repeat the decode error.
@@ -159,6 +163,27 @@ func decodeAndValidate(v *viper.Viper, sources map[string]string) (*Config, erro
 		return nil, &ValidationError{Errors: problems}
 	}
 	return cfg, nil
+}
+
+// readSecretFile fills auth.jwt_secret from auth.jwt_secret_file.
+func (c *Config) readSecretFile() error {
+	path := c.Auth.JWTSecretFile
+	if path == "" {
+		return nil
+	}
+	if c.Auth.JWTSecret != "" {
+		return errors.New("set either auth.jwt_secret or auth.jwt_secret_file, not both")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read the JWT secret: %w", err)
+	}
+	secret := strings.TrimRight(string(data), "\r\n")
+	if secret == "" {
+		return fmt.Errorf("%s is empty: write at least 32 random bytes to it, for example with: openssl rand -base64 48 > %s", path, path)
+	}
+	c.Auth.JWTSecret = Secret(secret)
+	return nil
 }
 
 // parseYAML reads a configuration file into flat dotted keys and the line

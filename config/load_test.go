@@ -639,3 +639,60 @@ func TestClusterCertificateChecks(t *testing.T) {
 		t.Fatalf("a certificate from the cluster CA naming cluster.host was rejected: %v", err)
 	}
 }
+
+func TestJWTSecretFromFile(t *testing.T) {
+	clearEnv(t)
+	certFile, keyFile, _ := tlstest.WriteSelfSigned(t)
+	t.Setenv("IRIS_EDGE_TLS_CERT_FILE", certFile)
+	t.Setenv("IRIS_EDGE_TLS_KEY_FILE", keyFile)
+	setClusterTLS(t)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+
+	t.Run("the file's secret is used without its line break", func(t *testing.T) {
+		t.Setenv("IRIS_AUTH_JWT_SECRET_FILE", write("good", testSecret+"\n"))
+		cfg, err := Load(LoadOptions{File: "prod.yaml", ForStart: true})
+		if err != nil {
+			t.Fatalf("Load prod.yaml with a secret file: %v", err)
+		}
+		if string(cfg.Auth.JWTSecret) != testSecret {
+			t.Errorf("auth.jwt_secret from the file has %d bytes, want the %d of the file's first line", len(cfg.Auth.JWTSecret), len(testSecret))
+		}
+	})
+
+	refusals := []struct {
+		name, content, want string
+		secretToo           bool
+	}{
+		{name: "empty", content: "\n", want: "is empty"},
+		{name: "short", content: "only-16-bytes-xx", want: "too short (16 bytes)"},
+		{name: "both", content: testSecret, want: "not both", secretToo: true},
+		{name: "missing", want: "no such file"},
+	}
+	for _, tc := range refusals {
+		t.Run("refuses "+tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "absent")
+			if tc.content != "" {
+				path = write(tc.name, tc.content)
+			}
+			t.Setenv("IRIS_AUTH_JWT_SECRET_FILE", path)
+			if tc.secretToo {
+				t.Setenv("IRIS_AUTH_JWT_SECRET", testSecret)
+			}
+			_, err := Load(LoadOptions{File: "prod.yaml", ForStart: true})
+			ke := findKeyError(keyErrors(t, err), "auth.jwt_secret_file")
+			if ke == nil || !strings.Contains(ke.Error(), tc.want) {
+				t.Fatalf("Load = %v, want an auth.jwt_secret_file error with %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), testSecret) {
+				t.Error("the error shows the secret")
+			}
+		})
+	}
+}

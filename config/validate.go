@@ -157,11 +157,15 @@ func (c *Config) validateAuth(v *checker) {
 	secretSize := len(c.Auth.JWTSecret)
 	switch {
 	case secretSize == 0 && c.Auth.Required:
-		v.fail("auth.jwt_secret", "missing, but auth.required is true: set %s to at least %d random bytes",
+		v.fail("auth.jwt_secret", "missing, but auth.required is true: set %s, or auth.jwt_secret_file, to at least %d random bytes",
 			EnvVar("auth.jwt_secret"), minSize)
 	case secretSize > 0 && secretSize < minSize:
+		key := "auth.jwt_secret"
+		if c.Auth.JWTSecretFile != "" {
+			key = "auth.jwt_secret_file"
+		}
 		// The message gives the size only, never the secret.
-		v.fail("auth.jwt_secret", "too short (%d bytes): %s needs at least %d random bytes, for example from: openssl rand -base64 %d",
+		v.fail(key, "too short (%d bytes): %s needs at least %d random bytes, for example from: openssl rand -base64 %d",
 			secretSize, strings.Join(c.Auth.Algorithms, ", "), minSize, minSize*3/2)
 	}
 
@@ -466,7 +470,7 @@ func (c *Config) validateProduction(v *checker) {
 	}
 	if c.Auth.JWTSecret == "" && !c.Auth.Required {
 		// With auth.required set, a missing secret is already reported.
-		v.fail("auth.jwt_secret", "must be set when node.environment is production (at least 32 random bytes, for example from IRIS_AUTH_JWT_SECRET)")
+		v.fail("auth.jwt_secret", "must be set when node.environment is production (at least 32 random bytes, for example from IRIS_AUTH_JWT_SECRET or auth.jwt_secret_file)")
 	}
 	if c.Node.Role.RunsEdge() && (c.Edge.TLS.CertFile == "" || c.Edge.TLS.KeyFile == "") {
 		v.fail("edge.tls.cert_file", "must be set, with edge.tls.key_file, when node.environment is production: client traffic would be plain text")

@@ -195,6 +195,7 @@ func (s *Store) applyBatch(db *pebble.DB, ops []Op, extra func(*pebble.Batch) er
 	s.stats.commits.Add(1)
 	s.stats.ops.Add(uint64(len(ops)))
 	s.stats.appends.Add(uint64(a.appendCount))
+	s.stats.backlog.Add(a.backlog)
 	return results, nil
 }
 
@@ -231,6 +232,7 @@ type applier struct {
 	appended    []appendedUser
 	appendedSet map[string]bool
 	appendCount int
+	backlog     int64           // change of the unacked entries of all inboxes
 	written     map[string]bool // key-bundle and group keys that readers must not see before the commit
 }
 
@@ -299,6 +301,7 @@ func (a *applier) appendEntry(op *Op) (Result, error) {
 
 	meta.lastSeq++
 	meta.unacked++
+	a.backlog++
 	a.markDirty(op.User)
 	if err := a.batch.Set(inboxKey(op.User, meta.lastSeq), encodeEntry(op), nil); err != nil {
 		return Result{}, err
@@ -391,6 +394,7 @@ func (a *applier) ack(user string, seq, tag uint64) error {
 		return fmt.Errorf("%w: user %q has entry %d but an unacked count of 0", ErrCorrupted, user, seq)
 	}
 	meta.unacked--
+	a.backlog--
 	if seq == meta.ackedThrough+1 {
 		meta.ackedThrough = seq
 	}
@@ -435,6 +439,7 @@ func (a *applier) ackUpTo(user string, upTo uint64) error {
 		}
 	}
 	meta.unacked -= uint64(len(keys))
+	a.backlog -= int64(len(keys))
 	meta.ackedThrough = upTo
 	a.markDirty(user)
 	return nil

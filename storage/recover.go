@@ -116,6 +116,12 @@ func (s *Store) openPebble() (db *pebble.DB, err error) {
 	case err != nil:
 		return nil, fmt.Errorf("storage: open Pebble in %s: %w", s.dir, err)
 	}
+	// Whatever Pebble holds now, after a restart, a failed commit or a
+	// restored snapshot, is what the backlog count starts from.
+	if err := s.countBacklog(db); err != nil {
+		_ = closePebble(db)
+		return nil, err
+	}
 	return db, nil
 }
 

@@ -148,6 +148,7 @@ type Stats struct {
 	Ops           uint64 // ops in those commits
 	Appends       uint64 // entries stored, without duplicates and rejections
 	FailedCommits uint64
+	Backlog       int64 // unacked entries in all inboxes
 }
 
 // Store is a durable set of inboxes. All methods are safe for concurrent use.
@@ -193,6 +194,7 @@ type Store struct {
 
 	stats struct {
 		commits, ops, appends, failedCommits atomic.Uint64
+		backlog                              atomic.Int64
 	}
 }
 
@@ -453,7 +455,31 @@ func (s *Store) Stats() Stats {
 		Ops:           s.stats.ops.Load(),
 		Appends:       s.stats.appends.Load(),
 		FailedCommits: s.stats.failedCommits.Load(),
+		Backlog:       s.stats.backlog.Load(),
 	}
+}
+
+// countBacklog sets the backlog count from the inbox metadata in db, one
+// record per user that ever had an inbox.
+func (s *Store) countBacklog(db *pebble.DB) error {
+	iter, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagMeta}, UpperBound: []byte{tagMeta + 1}})
+	if err != nil {
+		return fmt.Errorf("storage: count unacked entries: %w", err)
+	}
+	defer iter.Close()
+	var total int64
+	for iter.First(); iter.Valid(); iter.Next() {
+		meta, err := decodeMeta(iter.Value())
+		if err != nil {
+			return fmt.Errorf("storage: count unacked entries of %q: %w", iter.Key()[1:], err)
+		}
+		total += int64(meta.unacked)
+	}
+	if err := iter.Error(); err != nil {
+		return fmt.Errorf("storage: count unacked entries: %w", err)
+	}
+	s.stats.backlog.Store(total)
+	return nil
 }
 
 // resetCaches drops the cached inbox metadata and order records, after a

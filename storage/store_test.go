@@ -369,3 +369,39 @@ func TestCloseRunsQueuedOps(t *testing.T) {
 		t.Errorf("InboxLen after reopen = %d, want %d", n, total)
 	}
 }
+
+func TestBacklogCountsUnackedEntriesAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var alice []AppendResult
+	for i := range 4 {
+		alice = append(alice, mustAppend(t, s, "alice", fmt.Sprint(i)))
+	}
+	for i := range 3 {
+		mustAppend(t, s, "bob", fmt.Sprint(i))
+	}
+	s.Ack("alice", 2, alice[1].Tag)
+	s.Ack("alice", 3, alice[2].Tag+1) // a wrong tag deletes nothing
+	s.AckUpTo("bob", 2)
+	barrier(t, s)
+	// barrier appends one entry to an inbox of its own each time.
+	if got := s.Stats().Backlog; got != 5 {
+		t.Errorf("Backlog = %d, want 5 (alice 3, bob 1, barrier 1)", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = openTestStore(t, Options{Dir: dir})
+	if got := s.Stats().Backlog; got != 5 {
+		t.Errorf("Backlog after reopen = %d, want 5", got)
+	}
+	s.AckUpTo("alice", 100)
+	barrier(t, s)
+	if got := s.Stats().Backlog; got != 3 {
+		t.Errorf("Backlog after acking all of alice = %d, want 3 (bob 1, barrier 2)", got)
+	}
+}

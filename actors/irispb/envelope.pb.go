@@ -691,9 +691,13 @@ type AppendRequest struct {
 	// (one client connection) to this recipient only in order_n order; see
 	// storage.OrderKey. order_base is the lowest order_n of the stream to this
 	// recipient still awaiting its reply.
-	OrderStream   uint64 `protobuf:"varint,10,opt,name=order_stream,json=orderStream,proto3" json:"order_stream,omitempty"`
-	OrderN        uint64 `protobuf:"varint,11,opt,name=order_n,json=orderN,proto3" json:"order_n,omitempty"`
-	OrderBase     uint64 `protobuf:"varint,12,opt,name=order_base,json=orderBase,proto3" json:"order_base,omitempty"`
+	OrderStream uint64 `protobuf:"varint,10,opt,name=order_stream,json=orderStream,proto3" json:"order_stream,omitempty"`
+	OrderN      uint64 `protobuf:"varint,11,opt,name=order_n,json=orderN,proto3" json:"order_n,omitempty"`
+	OrderBase   uint64 `protobuf:"varint,12,opt,name=order_base,json=orderBase,proto3" json:"order_base,omitempty"`
+	// sent_unix_nano is when the sender's session took the message from its
+	// client. It is never stored; shards copy it into live pushes for the
+	// delivery latency histogram.
+	SentUnixNano  int64 `protobuf:"varint,13,opt,name=sent_unix_nano,json=sentUnixNano,proto3" json:"sent_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -812,6 +816,13 @@ func (x *AppendRequest) GetOrderBase() uint64 {
 	return 0
 }
 
+func (x *AppendRequest) GetSentUnixNano() int64 {
+	if x != nil {
+		return x.SentUnixNano
+	}
+	return 0
+}
+
 // AppendReply answers an AppendRequest once the message is durable, or with
 // the reason it was not stored.
 type AppendReply struct {
@@ -895,6 +906,7 @@ type Deliver struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	Entry         *Entry                 `protobuf:"bytes,2,opt,name=entry,proto3" json:"entry,omitempty"`
+	SentUnixNano  int64                  `protobuf:"varint,3,opt,name=sent_unix_nano,json=sentUnixNano,proto3" json:"sent_unix_nano,omitempty"` // from the AppendRequest; 0 when unknown
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -941,6 +953,13 @@ func (x *Deliver) GetEntry() *Entry {
 		return x.Entry
 	}
 	return nil
+}
+
+func (x *Deliver) GetSentUnixNano() int64 {
+	if x != nil {
+		return x.SentUnixNano
+	}
+	return 0
 }
 
 // AckItem acknowledges one entry by seq and tag (v1 ACK by message id).
@@ -2530,7 +2549,7 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	"\x04kind\x18\x03 \x01(\rR\x04kind\x12\x16\n" +
 	"\x06sender\x18\x04 \x01(\tR\x06sender\x12\x17\n" +
 	"\atime_ms\x18\x05 \x01(\x04R\x06timeMs\x12\x12\n" +
-	"\x04body\x18\x06 \x01(\fR\x04body\"\xbb\x02\n" +
+	"\x04body\x18\x06 \x01(\fR\x04body\"\xe1\x02\n" +
 	"\rAppendRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -2546,16 +2565,18 @@ const file_actors_irispb_envelope_proto_rawDesc = "" +
 	" \x01(\x04R\vorderStream\x12\x17\n" +
 	"\aorder_n\x18\v \x01(\x04R\x06orderN\x12\x1d\n" +
 	"\n" +
-	"order_base\x18\f \x01(\x04R\torderBase\"w\n" +
+	"order_base\x18\f \x01(\x04R\torderBase\x12$\n" +
+	"\x0esent_unix_nano\x18\r \x01(\x03R\fsentUnixNano\"w\n" +
 	"\vAppendReply\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x10\n" +
 	"\x03tag\x18\x03 \x01(\x04R\x03tag\x12\x1c\n" +
 	"\tduplicate\x18\x04 \x01(\bR\tduplicate\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"C\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"i\n" +
 	"\aDeliver\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12$\n" +
-	"\x05entry\x18\x02 \x01(\v2\x0e.iris.v1.EntryR\x05entry\"-\n" +
+	"\x05entry\x18\x02 \x01(\v2\x0e.iris.v1.EntryR\x05entry\x12$\n" +
+	"\x0esent_unix_nano\x18\x03 \x01(\x03R\fsentUnixNano\"-\n" +
 	"\aAckItem\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x10\n" +
 	"\x03tag\x18\x02 \x01(\x04R\x03tag\"]\n" +

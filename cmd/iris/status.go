@@ -36,7 +36,14 @@ type nodeStats struct {
 		AppliedIndex uint64   `json:"applied_index"`
 		Voters       []string `json:"voters"`
 	} `json:"raft"`
-	Supervision struct {
+	Latency map[string]struct {
+		Count uint64  `json:"count"`
+		P50MS float64 `json:"p50_ms"`
+		P99MS float64 `json:"p99_ms"`
+	} `json:"latency"`
+	InboxBacklog *int64 `json:"inbox_backlog"`
+	DeadLetters  uint64 `json:"dead_letters"`
+	Supervision  struct {
 		Restarts    map[string]uint64 `json:"Restarts"`
 		Escalations map[string]uint64 `json:"Escalations"`
 	} `json:"supervision"`
@@ -157,6 +164,15 @@ func (c *cli) printNode(r *nodeReport) {
 	}
 	fmt.Fprintf(w, "  messages: %s\n", joinCounters(st.Counters,
 		"received", "appended", "delivered", "redelivered", "acked", "rejected", "rate_limited", "deduplicated"))
+	if d := st.Latency["delivery"]; d.Count > 0 {
+		fmt.Fprintf(w, "  delivery latency: p50 %.2f ms, p99 %.2f ms over %d deliveries\n", d.P50MS, d.P99MS, d.Count)
+	}
+	if sw := st.Latency["store_write"]; sw.Count > 0 {
+		fmt.Fprintf(w, "  store writes: p50 %.2f ms, p99 %.2f ms over %d appends\n", sw.P50MS, sw.P99MS, sw.Count)
+	}
+	if st.InboxBacklog != nil {
+		fmt.Fprintf(w, "  inbox backlog: %d unacked entries\n", *st.InboxBacklog)
+	}
 	fmt.Fprintf(w, "  routers: %s\n", joinCounters(st.Counters, "routed", "route_failed", "send_retries"))
 	fmt.Fprintf(w, "  connections: %s\n", joinCounters(st.Counters,
 		"logins_ok", "logins_failed", "logins_blocked", "conn_rejected", "slow_consumers", "bad_frames"))
@@ -165,6 +181,9 @@ func (c *cli) printNode(r *nodeReport) {
 	}
 	if escalations := nonZero(st.Supervision.Escalations); escalations != "" {
 		fmt.Fprintf(w, "  escalations: %s\n", escalations)
+	}
+	if st.DeadLetters > 0 {
+		fmt.Fprintf(w, "  dead letters: %d\n", st.DeadLetters)
 	}
 }
 

@@ -55,6 +55,7 @@ func runTests(m *testing.M) int {
 type testServer struct {
 	t         *testing.T
 	env       []string
+	args      []string // after the address flags of iris start
 	dataDir   string
 	logPath   string
 	tcpAddr   string
@@ -76,6 +77,15 @@ func startServer(t *testing.T, env ...string) *testServer {
 // environment variables ("KEY=value"), and stops it when the test ends.
 func startServerIn(t *testing.T, dataDir string, env ...string) *testServer {
 	t.Helper()
+	s := newTestServer(t, dataDir, env...)
+	s.start()
+	return s
+}
+
+// newTestServer prepares a server on free loopback ports with its data in
+// dataDir, which the test stops when it ends; start runs it.
+func newTestServer(t *testing.T, dataDir string, env ...string) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	s := &testServer{
 		t:         t,
@@ -92,7 +102,6 @@ func startServerIn(t *testing.T, dataDir string, env ...string) *testServer {
 			s.logTail()
 		}
 	})
-	s.start()
 	return s
 }
 
@@ -142,6 +151,7 @@ func (s *testServer) startOnce() error {
 		"--tcp-addr", s.tcpAddr,
 		"--ws-addr", s.wsAddr,
 		"--admin-addr", s.adminAddr)
+	cmd.Args = append(cmd.Args, s.args...)
 	cmd.Env = append(os.Environ(), s.env...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

@@ -38,8 +38,17 @@ type Config struct {
 	// that is the whole cluster.
 	Members func() []Member
 	// Raft returns the raft state of a core; nil on other roles.
-	Raft   func() *RaftStatus
-	Logger *slog.Logger
+	Raft func() *RaftStatus
+	// ClientWS describes the node's WebSocket listener for the /chat page:
+	// its bound address (nil on a node without one, such as a core), its
+	// path and whether it speaks TLS.
+	ClientWS func() (addr net.Addr, path string, tls bool)
+	// Backlog returns the unacked entries of all inboxes in this node's
+	// store; false on a node without a store or while it is closed.
+	Backlog func() (int64, bool)
+	// Processes returns how many actors the node's actor system holds.
+	Processes func() int
+	Logger    *slog.Logger
 }
 
 // Server is a running admin server.
@@ -60,7 +69,7 @@ func Start(cfg Config) (*Server, error) {
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registry.MustRegister(newStatsCollector(cfg.Stats, cfg.Supervision))
+	registry.MustRegister(newCollector(&s.cfg))
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -68,6 +77,8 @@ func Start(cfg Config) (*Server, error) {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /stats", s.stats)
+	s.routeDashboard(mux)
+	s.routeChat(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	if cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -118,24 +129,54 @@ type RaftStatus struct {
 	CommitIndex  uint64   `json:"commit_index"`
 	AppliedIndex uint64   `json:"applied_index"` // entries applied to this core's store
 	Voters       []string `json:"voters"`
+	// Lag is how many committed entries this core has yet to apply.
+	Lag uint64 `json:"lag"`
+}
+
+// Latency is a latency histogram in /stats: the count of each bucket, whose
+// upper bounds are BoundsMS, then of the bucket above them.
+type Latency struct {
+	BoundsMS []float64 `json:"bounds_ms"`
+	Counts   []uint64  `json:"counts"`
+	Count    uint64    `json:"count"`
+	SumMS    float64   `json:"sum_ms"`
+	P50MS    float64   `json:"p50_ms"`
+	P99MS    float64   `json:"p99_ms"`
+}
+
+// ActorKind counts the actors of one kind in /stats.
+type ActorKind struct {
+	Live    int64 `json:"live"`
+	Mailbox int64 `json:"mailbox"` // messages waiting in their mailboxes
 }
 
 // Snapshot is the JSON document served at /stats.
 type Snapshot struct {
-	Node          string            `json:"node"`
-	Role          string            `json:"role"`
-	Members       []Member          `json:"members,omitempty"`
-	Raft          *RaftStatus       `json:"raft,omitempty"`
-	UptimeSeconds float64           `json:"uptime_seconds"`
-	Goroutines    int               `json:"goroutines"`
-	HeapBytes     uint64            `json:"heap_bytes"`
-	Sessions      map[string]int64  `json:"sessions"`
-	Counters      map[string]uint64 `json:"counters"`
-	Tree          *supervisor.Node  `json:"tree,omitempty"`
-	Supervision   *supervisor.Stats `json:"supervision,omitempty"`
+	Node          string               `json:"node"`
+	Role          string               `json:"role"`
+	Members       []Member             `json:"members,omitempty"`
+	Raft          *RaftStatus          `json:"raft,omitempty"`
+	UptimeSeconds float64              `json:"uptime_seconds"`
+	Goroutines    int                  `json:"goroutines"`
+	HeapBytes     uint64               `json:"heap_bytes"`
+	Sessions      map[string]int64     `json:"sessions"`
+	Counters      map[string]uint64    `json:"counters"`
+	Latency       map[string]Latency   `json:"latency"`
+	Actors        map[string]ActorKind `json:"actors"`
+	ActorsTotal   int                  `json:"actors_total"`
+	DeadLetters   uint64               `json:"dead_letters"`
+	InboxBacklog  *int64               `json:"inbox_backlog,omitempty"` // nil on a node without a store`
+	Tree          *supervisor.Node     `json:"tree,omitempty"`
+	Supervision   *supervisor.Stats    `json:"supervision,omitempty"`
 }
 
 func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(s.snapshot())
+}
+
+// snapshot collects the node's state for /stats and the dashboard.
+func (s *Server) snapshot() Snapshot {
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
 	st := s.cfg.Stats
@@ -147,6 +188,23 @@ func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
 		HeapBytes:     mem.HeapAlloc,
 		Sessions:      map[string]int64{"tcp": st.SessionsTCP.Load(), "ws": st.SessionsWS.Load()},
 		Counters:      counters(st),
+		Latency: map[string]Latency{
+			"delivery":    latency(st.DeliveryLatency.Snapshot()),
+			"store_write": latency(st.StoreWriteLatency.Snapshot()),
+		},
+		Actors:      make(map[string]ActorKind),
+		DeadLetters: st.DeadLetters.Load(),
+	}
+	st.Actors.Each(func(name string, k *actors.Kind) {
+		snap.Actors[name] = ActorKind{Live: k.Live(), Mailbox: k.Mailbox()}
+	})
+	if s.cfg.Processes != nil {
+		snap.ActorsTotal = s.cfg.Processes()
+	}
+	if s.cfg.Backlog != nil {
+		if n, ok := s.cfg.Backlog(); ok {
+			snap.InboxBacklog = &n
+		}
 	}
 	if s.cfg.Members != nil {
 		snap.Members = s.cfg.Members()
@@ -163,9 +221,26 @@ func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
 			snap.Tree = &tree
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(snap)
+	return snap
 }
+
+// latency converts a histogram snapshot to its /stats form.
+func latency(h actors.HistogramSnapshot) Latency {
+	l := Latency{
+		BoundsMS: make([]float64, len(actors.LatencyBounds)),
+		Counts:   h.Counts,
+		Count:    h.Count,
+		SumMS:    milliseconds(h.Sum),
+		P50MS:    milliseconds(h.Quantile(0.5)),
+		P99MS:    milliseconds(h.Quantile(0.99)),
+	}
+	for i, b := range actors.LatencyBounds {
+		l.BoundsMS[i] = milliseconds(b)
+	}
+	return l
+}
+
+func milliseconds(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // counters lists the monotonic counters of st by their metric name.
 func counters(st *actors.Stats) map[string]uint64 {
@@ -192,59 +267,5 @@ func counters(st *actors.Stats) map[string]uint64 {
 		"acks_ignored":   st.AcksIgnored.Load(),
 		"logins_ok":      st.LoginsOK.Load(),
 		"logins_failed":  st.LoginsFailed.Load(),
-	}
-}
-
-// statsCollector exports Stats and supervision counters to Prometheus at
-// scrape time.
-type statsCollector struct {
-	st          *actors.Stats
-	supervision *supervisor.Events
-	messages    *prometheus.Desc
-	sessions    *prometheus.Desc
-	restarts    *prometheus.Desc
-	crashes     *prometheus.Desc
-	escalations *prometheus.Desc
-}
-
-func newStatsCollector(st *actors.Stats, supervision *supervisor.Events) *statsCollector {
-	return &statsCollector{
-		st:          st,
-		supervision: supervision,
-		messages:    prometheus.NewDesc("iris_events_total", "Events counted by the node's actors, by kind.", []string{"event"}, nil),
-		sessions:    prometheus.NewDesc("iris_sessions", "Live client sessions, by transport.", []string{"transport"}, nil),
-		restarts:    prometheus.NewDesc("iris_supervisor_restarts_total", "Restarts of supervised children, by child path.", []string{"child"}, nil),
-		crashes:     prometheus.NewDesc("iris_supervisor_abnormal_exits_total", "Crashes of supervised children, by child path.", []string{"child"}, nil),
-		escalations: prometheus.NewDesc("iris_supervisor_escalations_total", "Supervisors that exceeded their restart intensity, by supervisor.", []string{"supervisor"}, nil),
-	}
-}
-
-func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.messages
-	ch <- c.sessions
-	ch <- c.restarts
-	ch <- c.crashes
-	ch <- c.escalations
-}
-
-func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
-	for name, v := range counters(c.st) {
-		ch <- prometheus.MustNewConstMetric(c.messages, prometheus.CounterValue, float64(v), name)
-	}
-	ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(c.st.SessionsTCP.Load()), "tcp")
-	ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(c.st.SessionsWS.Load()), "ws")
-
-	if c.supervision == nil {
-		return
-	}
-	sup := c.supervision.Snapshot()
-	for child, n := range sup.Restarts {
-		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(n), child)
-	}
-	for child, n := range sup.AbnormalExits {
-		ch <- prometheus.MustNewConstMetric(c.crashes, prometheus.CounterValue, float64(n), child)
-	}
-	for name, n := range sup.Escalations {
-		ch <- prometheus.MustNewConstMetric(c.escalations, prometheus.CounterValue, float64(n), name)
 	}
 }

@@ -27,7 +27,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -95,21 +94,28 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 		}
 	}
 
+	stats := &actors.Stats{}
 	n := &Node{
 		cfg:         cfg,
 		logger:      logger,
-		Stats:       &actors.Stats{},
+		Stats:       stats,
 		Supervision: supervisor.NewEvents(),
-		store:       &storeRef{},
+		store:       &storeRef{writeLatency: &stats.StoreWriteLatency},
 		tlsConfig:   tlsConfig,
 		clusterTLS:  clusterTLS,
 		member:      &memberRef{},
 		done:        make(chan struct{}),
 	}
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		limited := &repeatLimited{Handler: logger.Handler(), seen: &repeatSeen{last: make(map[string]time.Time)}}
+		limited := newLimitedHandler(logger.Handler(), 1, protoactorRepeatEvery)
 		return slog.New(minLevel{Handler: limited, min: slog.LevelWarn}).With("component", "protoactor")
 	}))
+
+	n.system.EventStream.Subscribe(func(evt any) {
+		if _, ok := evt.(*actor.DeadLetterEvent); ok {
+			stats.DeadLetters.Add(1)
+		}
+	})
 
 	o := cfg.Overload
 	n.overload = actors.NewOverload([3]time.Duration{o.Typing, o.Presence, o.Receipts}, o.Interval)
@@ -287,7 +293,7 @@ func (n *Node) routersSpec() supervisor.Spec {
 	for i := range n.cfg.Router.EffectivePoolSize() {
 		spec.Children = append(spec.Children, supervisor.ChildSpec{
 			ID:    fmt.Sprintf("router-%d", i),
-			Start: supervisor.StartActor(func(any) actor.Actor { return actors.NewRouter(props) }),
+			Start: supervisor.StartActor(func(any) actor.Actor { return actors.NewRouter(props) }, n.Stats.Actors.Router.PropsOptions()...),
 		})
 	}
 	return spec
@@ -333,7 +339,7 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 		Logins:            actors.NewLoginGuard(cfg.Limits.LoginFailures, cfg.Limits.LoginFailureWindow),
 		LoginGate:         make(chan struct{}, cfg.Limits.LoginConcurrency),
 		Stats:             n.Stats,
-		Logger:            n.logger.With("component", "session"),
+		Logger:            slog.New(newLimitedHandler(n.logger.Handler(), connLogBurst, connLogEvery)).With("component", "session"),
 	}
 
 	sessions := supervisor.NewRef(n.system, actor.NewPID(n.system.Address(), "node/gateway/sessions"))
@@ -365,7 +371,7 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 					Shutdown: 5 * time.Second,
 					Start: supervisor.StartActor(func(arg any) actor.Actor {
 						return actors.NewSession(sessionCfg, arg.(actors.Conn))
-					}),
+					}, n.Stats.Actors.Session.PropsOptions()...),
 				}},
 			}),
 			{ID: "tcp", Start: supervisor.StartActor(gateway.NewListener(n.tcp))},
@@ -389,7 +395,7 @@ func (n *Node) listenerConfig(transport, addr string, start gateway.SessionStart
 		MaxWSMessage: n.cfg.Limits.ReceiveBuffer,
 		System:       n.system,
 		Start:        start,
-		Logger:       n.logger.With("component", "gateway"),
+		Logger:       slog.New(newLimitedHandler(n.logger.Handler(), connLogBurst, connLogEvery)).With("component", "gateway"),
 	}
 }
 
@@ -422,7 +428,23 @@ func (n *Node) adminConfig() admin.Config {
 	if n.cfg.Node.Role == config.RoleCore {
 		cfg.Raft = n.raftStatus
 	}
+	if n.cfg.Node.Role != config.RoleEdge {
+		cfg.Backlog = n.store.backlog
+	}
+	cfg.Processes = n.processes
+	cfg.ClientWS = func() (net.Addr, string, bool) {
+		return n.WSAddr(), n.cfg.Edge.WSPath, n.cfg.Edge.TLS.CertFile != ""
+	}
 	return cfg
+}
+
+// processes counts the processes of the node's actor system.
+func (n *Node) processes() int {
+	total := 0
+	for _, bucket := range n.system.ProcessRegistry.LocalPIDs.LocalPIDs {
+		total += bucket.Count()
+	}
+	return total
 }
 
 // isReady reports whether the node serves: its tree has started and, in a
@@ -594,47 +616,4 @@ func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
-}
-
-// protoactorRepeatEvery is how often one message of proto.actor is written
-// at most. While a node is down, its peers' remoting and gossip log a failure
-// for it several times a second.
-const protoactorRepeatEvery = 10 * time.Second
-
-// repeatLimited drops a record whose message was written less than
-// protoactorRepeatEvery ago.
-type repeatLimited struct {
-	slog.Handler
-	seen *repeatSeen
-}
-
-type repeatSeen struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-func (h *repeatLimited) Handle(ctx context.Context, r slog.Record) error {
-	h.seen.mu.Lock()
-	last, ok := h.seen.last[r.Message]
-	now := time.Now()
-	allowed := !ok || now.Sub(last) >= protoactorRepeatEvery
-	if allowed {
-		if len(h.seen.last) > 1024 {
-			clear(h.seen.last)
-		}
-		h.seen.last[r.Message] = now
-	}
-	h.seen.mu.Unlock()
-	if !allowed {
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h *repeatLimited) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &repeatLimited{Handler: h.Handler.WithAttrs(attrs), seen: h.seen}
-}
-
-func (h *repeatLimited) WithGroup(name string) slog.Handler {
-	return &repeatLimited{Handler: h.Handler.WithGroup(name), seen: h.seen}
 }

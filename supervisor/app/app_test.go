@@ -263,7 +263,7 @@ func TestFirstStartCreatesPrivateDataDir(t *testing.T) {
 
 func TestProtoactorRepeatsLimited(t *testing.T) {
 	var out bytes.Buffer
-	h := &repeatLimited{Handler: slog.NewTextHandler(&out, nil), seen: &repeatSeen{last: make(map[string]time.Time)}}
+	h := newLimitedHandler(slog.NewTextHandler(&out, nil), 1, protoactorRepeatEvery)
 	logger := slog.New(h).With("component", "protoactor")
 	for range 5 {
 		logger.Error("EndpointWriter failed to connect", "address", "10.0.0.2:7946")

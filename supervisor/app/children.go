@@ -35,10 +35,10 @@ func (a *storeActor) Receive(ctx actor.Context) {
 			panic(fmt.Errorf("open store: %w", err))
 		}
 		a.s = s
-		a.ref.set(s)
+		a.ref.set(s, s)
 	case *actor.Stopping, *actor.Restarting:
 		if a.s != nil {
-			a.ref.set(nil)
+			a.ref.set(nil, nil)
 			if err := a.s.Close(); err != nil {
 				ctx.Logger().Error("store close failed", "err", err)
 			}
@@ -59,16 +59,33 @@ type grainStore interface {
 // storeRef is the store the grains use: whichever store the store actor has
 // open. Between a close and the next open, every call fails with
 // storage.ErrClosed, which sessions report as store_unavailable.
-type storeRef struct{ p atomic.Pointer[storeBox] }
+// Appends are timed into writeLatency, from the call to the result.
+type storeRef struct {
+	p            atomic.Pointer[storeBox]
+	writeLatency *actors.Histogram
+}
 
-type storeBox struct{ s grainStore }
+type storeBox struct {
+	s     grainStore
+	local *storage.Store // this node's Pebble copy, for its backlog count
+}
 
-func (r *storeRef) set(s grainStore) {
+// set publishes s, whose Pebble copy on this node is local; nil closes.
+func (r *storeRef) set(s grainStore, local *storage.Store) {
 	if s == nil {
 		r.p.Store(nil)
 		return
 	}
-	r.p.Store(&storeBox{s: s})
+	r.p.Store(&storeBox{s: s, local: local})
+}
+
+// backlog returns the unacked entries of all inboxes in this node's copy;
+// false while no store is open.
+func (r *storeRef) backlog() (int64, bool) {
+	if b := r.p.Load(); b != nil {
+		return b.local.Stats().Backlog, true
+	}
+	return 0, false
 }
 
 func (r *storeRef) get() (grainStore, error) {
@@ -84,7 +101,15 @@ func (r *storeRef) Append(req storage.AppendRequest, done func(storage.AppendRes
 		done(storage.AppendResult{}, err)
 		return
 	}
-	s.Append(req, done)
+	if r.writeLatency == nil {
+		s.Append(req, done)
+		return
+	}
+	start := time.Now()
+	s.Append(req, func(res storage.AppendResult, err error) {
+		r.writeLatency.Observe(time.Since(start))
+		done(res, err)
+	})
 }
 
 func (r *storeRef) Submit(op storage.Op, done func(error)) {

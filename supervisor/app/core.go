@@ -140,7 +140,7 @@ func (a *coreStoreActor) open(system *actor.ActorSystem) error {
 	fc := a.frontCfg
 	fc.Local, fc.Replica, fc.Batcher, fc.System = local, rep, a.batcher, system
 	a.front = replicated.New(fc)
-	a.ref.set(a.front)
+	a.ref.set(a.front, local)
 	a.raft.Store(rep)
 	return nil
 }
@@ -151,7 +151,7 @@ func (a *coreStoreActor) open(system *actor.ActorSystem) error {
 const frontCloseWait = 2 * time.Second
 
 func (a *coreStoreActor) close(ctx actor.Context) {
-	a.ref.set(nil)
+	a.ref.set(nil, nil)
 	a.raft.Store(nil)
 	frontClosed := make(chan struct{})
 	if a.front != nil {
@@ -204,6 +204,7 @@ func (n *Node) raftStatus() *admin.RaftStatus {
 		LastLogIndex: st.LastLogIndex,
 		CommitIndex:  st.CommitIndex,
 		AppliedIndex: st.AppliedIndex,
+		Lag:          st.CommitIndex - min(st.AppliedIndex, st.CommitIndex),
 		Voters:       st.Voters,
 	}
 }
