@@ -66,12 +66,9 @@ const (
 )
 
 func newOutbox(stats *Stats) *outbox {
-	return &outbox{
-		stream: rand.Uint64(),
-		sends:  make(map[uint64]*pendingSend),
-		orders: make(map[string]*targetOrder),
-		stats:  stats,
-	}
+	// The maps are made at the first append, because most sessions of a
+	// busy edge are idle and never send.
+	return &outbox{stream: rand.Uint64(), stats: stats}
 }
 
 // base returns the lowest N still awaiting a reply, or the next N.
@@ -97,6 +94,10 @@ func (o *targetOrder) answer(n uint64) {
 // add numbers req, records it and sends it with send. It returns the ref
 // the reply will carry.
 func (o *outbox) add(req *irispb.AppendRequest, meta sendMeta, send func(*irispb.Envelope)) uint64 {
+	if o.sends == nil {
+		o.sends = make(map[uint64]*pendingSend)
+		o.orders = make(map[string]*targetOrder)
+	}
 	o.nextRef++
 	req.Ref = o.nextRef
 

@@ -55,14 +55,14 @@ type RegistrarConfig struct {
 // (event stream), and its own timer.
 type registrar struct {
 	cfg      *RegistrarConfig
-	sessions map[string]Track // session PID key → registration
+	sessions map[pidKey]Track // session → registration
 	sub      *eventstream.Subscription
 	timer    *time.Timer
 }
 
 // NewRegistrar returns the registrar of an edge.
 func NewRegistrar(cfg *RegistrarConfig) actor.Actor {
-	return &registrar{cfg: cfg, sessions: make(map[string]Track)}
+	return &registrar{cfg: cfg, sessions: make(map[pidKey]Track)}
 }
 
 // Receive handles one message.
@@ -85,9 +85,9 @@ func (r *registrar) Receive(ctx actor.Context) {
 			r.timer.Stop()
 		}
 	case *Track:
-		r.sessions[msg.Session.String()] = *msg
+		r.sessions[keyOf(msg.Session)] = *msg
 	case *Untrack:
-		delete(r.sessions, msg.Session.String())
+		delete(r.sessions, keyOf(msg.Session))
 	case *RefreshNow:
 		r.refresh(ctx)
 	case *topologyChanged:

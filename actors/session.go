@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -57,6 +58,24 @@ type SessionConfig struct {
 	Limiter   *RateLimiter
 	Stats     *Stats
 	Logger    *slog.Logger
+
+	decoders sync.Pool // *wire.Decoder with Limits, lent to sessions while bytes flow
+}
+
+// decoder borrows an empty decoder with the node's limits. A session holds
+// one only while the client's bytes flow or a frame is unfinished, so idle
+// sessions share a few instead of holding one each.
+func (cfg *SessionConfig) decoder() *wire.Decoder {
+	if d, ok := cfg.decoders.Get().(*wire.Decoder); ok {
+		return d
+	}
+	return wire.NewDecoder(cfg.Limits)
+}
+
+// releaseDecoder returns d, which holds no part of a frame, to the pool.
+func (cfg *SessionConfig) releaseDecoder(d *wire.Decoder) {
+	d.Reset()
+	cfg.decoders.Put(d)
 }
 
 // Inbound carries bytes read from the connection into the session. The
@@ -124,8 +143,8 @@ type session struct {
 	flushes    []*irispb.Flush // Flush requests waiting for the next read
 	flushTimer *time.Timer
 
-	decoder *wire.Decoder
-	out     []byte // frames to write at the end of the current message
+	decoder *wire.Decoder // borrowed while a read is decoded or a frame is unfinished, else nil
+	out     []byte        // frames to write at the end of the current message
 
 	profile profile
 	user    string
@@ -155,11 +174,9 @@ type session struct {
 // NewSession returns the session actor of conn.
 func NewSession(cfg *SessionConfig, conn Conn) actor.Actor {
 	return &session{
-		cfg:     cfg,
-		conn:    conn,
-		decoder: wire.NewDecoder(cfg.Limits),
-		outbox:  newOutbox(cfg.Stats),
-		pending: make(map[uint64]*pendingDelivery),
+		cfg:    cfg,
+		conn:   conn,
+		outbox: newOutbox(cfg.Stats),
 	}
 }
 
@@ -185,7 +202,7 @@ func (s *session) Receive(ctx actor.Context) {
 	case *idleCheck:
 		s.checkIdle(ctx)
 	case *loginGraceOver:
-		if s.profile == profileNone && s.decoder.PendingLogin() {
+		if s.profile == profileNone && s.decoder != nil && s.decoder.PendingLogin() {
 			s.fail(ctx, wire.ErrInvalidLogin.Reason)
 		}
 	case *redeliveryTick:
@@ -251,7 +268,9 @@ func (s *session) stop(ctx actor.Context) {
 	} else {
 		s.cfg.Stats.SessionsTCP.Add(-1)
 	}
-	s.loginTimer.Stop()
+	if s.loginTimer != nil {
+		s.loginTimer.Stop()
+	}
 	if s.redeliveryTimer != nil {
 		s.redeliveryTimer.Stop()
 	}
@@ -294,6 +313,9 @@ func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
 		return
 	}
 
+	if s.decoder == nil {
+		s.decoder = s.cfg.decoder()
+	}
 	if err := s.decoder.Feed(in.Data); err != nil {
 		s.cfg.Stats.BadFrames.Add(1)
 		s.fail(ctx, reasonOf(err))
@@ -332,6 +354,11 @@ func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
 		self, root := s.self, s.sys.Root
 		time.AfterFunc(loginGrace, func() { root.Send(self, &loginGraceOver{}) })
 	}
+
+	if !s.closing && !s.decoder.Buffered() {
+		s.cfg.releaseDecoder(s.decoder)
+		s.decoder = nil
+	}
 }
 
 func (s *session) armFrameTimer(after time.Duration) {
@@ -343,7 +370,7 @@ func (s *session) armFrameTimer(after time.Duration) {
 // unfinished for FrameTimeout since the client's last bytes.
 func (s *session) checkFrameTimeout(ctx actor.Context) {
 	s.frameTimer = nil
-	if s.closing || !s.decoder.Buffered() {
+	if s.closing || s.decoder == nil || !s.decoder.Buffered() {
 		return
 	}
 	if idle := time.Since(s.lastRead); idle < s.cfg.FrameTimeout {

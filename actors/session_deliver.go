@@ -139,6 +139,9 @@ func (s *session) deliver(e *irispb.Entry) bool {
 		return false
 	}
 	s.lastDelivered = e.Seq
+	if s.pending == nil {
+		s.pending = make(map[uint64]*pendingDelivery) // made at the first delivery, so idle sessions hold none
+	}
 	s.pending[e.Seq] = &pendingDelivery{entry: e, sentAt: time.Now()}
 	s.pendingBytes += len(e.Body)
 	s.writeEntry(e)

@@ -187,6 +187,7 @@ func (s *session) login(ctx actor.Context, p profile, user, token string) {
 	ctx.Send(s.cfg.Registrar, &Track{User: user, Session: s.self})
 	s.bucket = s.cfg.Limiter.Acquire(user)
 	s.loginTimer.Stop()
+	s.loginTimer = nil // a stopped timer still holds its closure
 	s.cfg.Stats.LoginsOK.Add(1)
 	s.out = wire.AppendLoginOK(s.out)
 

@@ -88,7 +88,7 @@ type shard struct {
 	system   *actor.ActorSystem
 
 	sessions map[string][]*actor.PID // user → live sessions
-	owners   map[string]string       // session PID key → user
+	owners   map[pidKey]string       // session → user
 
 	// Writes queued in the store but not yet committed, which reads of the
 	// store do not show yet. With them, an inbox page does not bring back an
@@ -107,7 +107,7 @@ type pendingLogin struct {
 	user    string
 	others  []*actor.PID    // the user's sessions when the login came
 	reply   *actor.PID      // the registering session's request
-	waiting map[string]bool // PID keys of sessions yet to flush
+	waiting map[pidKey]bool // sessions yet to flush
 }
 
 // flushTimeout bounds how long a login waits for the user's other sessions
@@ -164,7 +164,7 @@ func NewShardKind(cfg *ShardConfig) *protocluster.Kind {
 		return &shard{
 			cfg:      cfg,
 			sessions: make(map[string][]*actor.PID),
-			owners:   make(map[string]string),
+			owners:   make(map[pidKey]string),
 			acking:   make(map[string]*pendingAcks),
 			lastSeen: make(map[string]uint64),
 			flushes:  make(map[uint64]*pendingLogin),
@@ -457,10 +457,10 @@ func (s *shard) register(ctx actor.Context, req *irispb.RegisterRequest) {
 	// before the new one reads the inbox.
 	s.nextFlush++
 	token := s.nextFlush
-	p := &pendingLogin{user: req.User, others: others, reply: ctx.Sender(), waiting: make(map[string]bool)}
+	p := &pendingLogin{user: req.User, others: others, reply: ctx.Sender(), waiting: make(map[pidKey]bool)}
 	flush := &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Flush{Flush: &irispb.Flush{User: req.User, Token: token}}}
 	for _, other := range others {
-		p.waiting[other.String()] = true
+		p.waiting[keyOf(other)] = true
 		ctx.Send(other, flush)
 	}
 	s.flushes[token] = p
@@ -479,7 +479,7 @@ func (s *shard) flushed(ctx actor.Context, f *irispb.Flush) {
 	if p == nil || f.Session == nil {
 		return
 	}
-	delete(p.waiting, toPID(f.Session).String())
+	delete(p.waiting, pidKey{address: f.Session.Address, id: f.Session.Id})
 	if len(p.waiting) == 0 {
 		s.confirmLogin(ctx, f.Token, p)
 	}
@@ -501,7 +501,7 @@ func (s *shard) confirmLogin(ctx actor.Context, token uint64, p *pendingLogin) {
 // addSession records a live session of user and watches it. It reports
 // false when the session was already known.
 func (s *shard) addSession(ctx actor.Context, user string, pid *actor.PID) bool {
-	key := pid.String()
+	key := keyOf(pid)
 	if _, known := s.owners[key]; known {
 		return false
 	}
@@ -534,7 +534,7 @@ func (s *shard) refresh(ctx actor.Context, req *irispb.RefreshRequest) {
 // acks take one hop more; a login waiting for that session keeps waiting for
 // the Unregister, or for flushTimeout when the session's node died with it.
 func (s *shard) removeSession(ctx actor.Context, pid *actor.PID, unregistered bool) {
-	key := pid.String()
+	key := keyOf(pid)
 	for token, p := range s.flushes {
 		if unregistered && p.waiting[key] {
 			delete(p.waiting, key)

@@ -31,7 +31,7 @@ type ListenerConfig struct {
 	Addr         string        // host:port to bind
 	WSPath       string        // HTTP path of the WebSocket endpoint
 	WriteTimeout time.Duration // deadline of each write to a client
-	ReadBuffer   int           // bytes read from a connection at once
+	ReadBuffer   int           // bytes read from a connection at once; WebSocket caps it at 1 KiB
 	Conns        *ConnCounter  // open connection limits, shared by a node's listeners; nil is no limit
 	TLS          *tls.Config   // when set, the listener speaks TLS
 	KeepAlive    time.Duration // idle time before TCP keepalive probes; 0 turns them off
@@ -50,8 +50,19 @@ type ListenerConfig struct {
 	Start  SessionStarter
 	Logger *slog.Logger
 
-	bound   atomic.Pointer[string] // address the first incarnation bound
-	rejects rejectLog              // rate limit of the log lines about rejections
+	bound       atomic.Pointer[string] // address the first incarnation bound
+	rejects     rejectLog              // rate limit of the log lines about rejections
+	readBuffers sync.Pool              // *[]byte of ReadBuffer bytes, lent to TCP reads
+}
+
+// readBuffer borrows a buffer of ReadBuffer bytes. Return it to
+// c.readBuffers once nothing refers to its bytes.
+func (c *ListenerConfig) readBuffer() *[]byte {
+	if b, ok := c.readBuffers.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, c.ReadBuffer)
+	return &b
 }
 
 // BoundAddr returns the address the listener is bound to, or "" before the

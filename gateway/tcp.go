@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -19,7 +20,8 @@ type tcpConn struct {
 	c            net.Conn
 	writeTimeout time.Duration
 	closeOnce    sync.Once
-	closed       chan struct{} // closed by Close; releases the read loop
+	closed       chan struct{}              // closed by Close; releases the read loop
+	polled       atomic.Pointer[polledConn] // set while the read poller watches the connection
 }
 
 func newTCPConn(c net.Conn, writeTimeout time.Duration) *tcpConn {
@@ -36,6 +38,9 @@ func (t *tcpConn) Write(frames []byte) error {
 
 func (t *tcpConn) Close() error {
 	t.closeOnce.Do(func() { close(t.closed) })
+	if p := t.polled.Load(); p != nil {
+		p.finish() // before the socket closes and its descriptor can be reused
+	}
 	return t.c.Close()
 }
 
@@ -74,12 +79,21 @@ func acceptTCP(cfg *ListenerConfig, ln net.Listener, stop <-chan struct{}) error
 	}
 }
 
-// serveTCP starts the session of one connection and feeds it what the
-// client sends, one read at a time.
+// serveTCP starts the session of one connection and then hands the
+// connection to whatever feeds the session what the client sends: the
+// process's read poller for a plain TCP connection, a new reader goroutine
+// otherwise. The goroutine that started the session ends, because its stack
+// grew during the start, and a parked goroutine keeps its stack until a
+// garbage collection finds it mostly unused.
 func serveTCP(cfg *ListenerConfig, c net.Conn) {
-	if ip, ok := remoteIP(c.RemoteAddr()); ok {
-		defer cfg.Conns.Release(ip) // counted by admitTCP
-	}
+	ip, counted := remoteIP(c.RemoteAddr()) // counted by admitTCP
+	handedOver := false
+	defer func() {
+		if counted && !handedOver {
+			cfg.Conns.Release(ip)
+		}
+	}()
+
 	setKeepAlive(c, cfg.KeepAlive)
 	if tc, ok := c.(*tls.Conn); ok {
 		// Finish the handshake before a session exists, within a deadline,
@@ -98,8 +112,23 @@ func serveTCP(cfg *ListenerConfig, c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	defer recoverConn(cfg, c, func() { cfg.System.Root.Send(pid, &actors.ConnClosed{Err: errConnPanicked}) })
-	readLoop(cfg.System, pid, conn, cfg.ReadBuffer)
+
+	handedOver = true
+	release := func() {
+		if counted {
+			cfg.Conns.Release(ip)
+		}
+	}
+	if _, plain := c.(*net.TCPConn); plain {
+		if poller := tcpPoller(cfg.Logger); poller != nil && poller.add(cfg, conn, pid, release) == nil {
+			return
+		}
+	}
+	go func() {
+		defer release()
+		defer recoverConn(cfg, c, func() { cfg.System.Root.Send(pid, &actors.ConnClosed{Err: errConnPanicked}) })
+		readLoop(cfg, pid, conn)
+	}()
 }
 
 // readLoop reads from the connection and hands each read to the session,
@@ -107,21 +136,39 @@ func serveTCP(cfg *ListenerConfig, c net.Conn) {
 // when the connection fails or is closed, and then tells the session. A
 // session that stops (even by a panic) closes its connection, which also
 // releases a read loop waiting on it.
-func readLoop(system *actor.ActorSystem, pid *actor.PID, conn *tcpConn, size int) {
-	buf := make([]byte, size)
+//
+// It serves the connections that the read poller does not take: TLS ones,
+// and every one where epoll is missing. On a plain TCP connection the loop
+// first waits until the socket is readable and only then borrows a buffer
+// from cfg's pool. The buffer goes back once the session has handled the
+// read, so an idle connection holds no read buffer.
+func readLoop(cfg *ListenerConfig, pid *actor.PID, conn *tcpConn) {
+	waiter := newReadWaiter(conn.c)
 	for {
-		n, err := conn.c.Read(buf)
-		if n > 0 {
-			done := make(chan struct{})
-			system.Root.Send(pid, &actors.Inbound{Data: buf[:n], Done: done})
-			select {
-			case <-done:
-			case <-conn.closed:
+		if waiter != nil {
+			if err := waiter.wait(); err != nil {
+				cfg.System.Root.Send(pid, &actors.ConnClosed{Err: err})
 				return
 			}
 		}
+
+		buf := cfg.readBuffer()
+		n, err := conn.c.Read(*buf)
+		if n > 0 {
+			done := make(chan struct{})
+			cfg.System.Root.Send(pid, &actors.Inbound{Data: (*buf)[:n], Done: done})
+			select {
+			case <-done:
+			case <-conn.closed:
+				// The session may still hold the bytes, so the buffer is
+				// left to the garbage collector instead of the pool.
+				return
+			}
+		}
+		cfg.readBuffers.Put(buf)
+
 		if err != nil {
-			system.Root.Send(pid, &actors.ConnClosed{Err: err})
+			cfg.System.Root.Send(pid, &actors.ConnClosed{Err: err})
 			return
 		}
 	}

@@ -101,6 +101,47 @@ func (h *wsHandler) keepPinging(socket *gws.Conn, st *wsState) {
 
 const wsStateKey = "iris"
 
+// wsSlot is the session storage of one gws connection. It holds only the
+// *wsState stored under wsStateKey, because the default storage, a map
+// with a mutex, costs several hundred bytes per idle connection.
+//
+// NB: Store ignores every other key; nothing in this package uses one.
+type wsSlot struct {
+	state atomic.Pointer[wsState]
+}
+
+func (s *wsSlot) Len() int {
+	if s.state.Load() == nil {
+		return 0
+	}
+	return 1
+}
+
+func (s *wsSlot) Load(key string) (any, bool) {
+	if st := s.state.Load(); key == wsStateKey && st != nil {
+		return st, true
+	}
+	return nil, false
+}
+
+func (s *wsSlot) Delete(key string) {
+	if key == wsStateKey {
+		s.state.Store(nil)
+	}
+}
+
+func (s *wsSlot) Store(key string, value any) {
+	if st, ok := value.(*wsState); ok && key == wsStateKey {
+		s.state.Store(st)
+	}
+}
+
+func (s *wsSlot) Range(f func(key string, value any) bool) {
+	if st := s.state.Load(); st != nil {
+		f(wsStateKey, st)
+	}
+}
+
 func (h *wsHandler) OnOpen(socket *gws.Conn) {
 	setKeepAlive(socket.NetConn(), h.cfg.KeepAlive)
 	conn := &wsConn{socket: socket, writeTimeout: h.cfg.WriteTimeout, closed: make(chan struct{})}
@@ -166,14 +207,22 @@ func wsStateOf(socket *gws.Conn) *wsState {
 	return v.(*wsState)
 }
 
+// maxWSReadBuffer caps the read buffer of a WebSocket connection. gws
+// keeps that buffer for the connection's whole life, idle or not, so it is
+// smaller than a TCP connection's, which is borrowed only while bytes flow.
+// gws reads a message through it into the message's own buffer, and reads
+// that exceed the read buffer bypass it.
+const maxWSReadBuffer = 1 << 10
+
 // newWSServer returns the HTTP server that upgrades requests on the
 // configured path to WebSocket connections.
 func newWSServer(cfg *ListenerConfig) *http.Server {
 	upgrader := gws.NewUpgrader(&wsHandler{cfg: cfg}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxWSMessage,
-		ReadBufferSize:     cfg.ReadBuffer,
+		ReadBufferSize:     min(cfg.ReadBuffer, maxWSReadBuffer),
 		HandshakeTimeout:   10 * time.Second,
 		Recovery:           gws.Recovery,
+		NewSession:         func() gws.SessionStorage { return &wsSlot{} },
 	})
 	mux := http.NewServeMux()
 	mux.HandleFunc(cfg.WSPath, func(w http.ResponseWriter, r *http.Request) {

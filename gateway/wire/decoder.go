@@ -47,6 +47,21 @@ func NewDecoder(l Limits) *Decoder {
 	return d
 }
 
+// Reset empties d so that it can decode the bytes of a new connection with
+// the same limits, which lets idle connections share pooled decoders. It
+// keeps the buffer unless that grew past keepBufferCap, and it invalidates
+// the Frame returned last.
+func (d *Decoder) Reset() {
+	d.buf = d.buf[:0]
+	if cap(d.buf) > keepBufferCap {
+		d.buf = nil
+	}
+	d.r = 0
+	d.frame = Frame{}
+	d.skip = skipper{}
+	d.fatal = nil
+}
+
 // Feed appends p, the bytes of one read from the connection. The decoder
 // copies p, so the caller may reuse it. Bytes of a frame being skipped are
 // discarded here without being copied.

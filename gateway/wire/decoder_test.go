@@ -582,3 +582,39 @@ func TestGroupLeaveAltDecodesAsLeave(t *testing.T) {
 		t.Fatalf("frame = op %#x group %q, want leave of g1", f.Op, f.Group)
 	}
 }
+
+// A decoder reset after a fatal error, or in the middle of skipping an
+// oversized frame, decodes a new stream as a fresh one does.
+func TestResetForgetsPreviousStream(t *testing.T) {
+	limits := DefaultLimits()
+	limits.MaxMessage = 8
+	next := sendFrame("bob", "hi")
+
+	cases := map[string][]byte{
+		"after a fatal error":       {0xEE},
+		"while skipping a frame":    sendFrame("bob", "far too long for the limit")[:12],
+		"with a partial frame held": sendFrame("bob", "hi")[:5],
+	}
+	for name, before := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := NewDecoder(limits)
+			_ = d.Feed(before)
+			_, _ = d.Next()
+
+			d.Reset()
+			if d.Buffered() {
+				t.Fatal("Buffered = true after Reset")
+			}
+			if err := d.Feed(next); err != nil {
+				t.Fatalf("Feed after Reset: %v", err)
+			}
+			f, err := d.Next()
+			if err != nil {
+				t.Fatalf("Next after Reset: %v", err)
+			}
+			if f == nil || f.Op != OpSend || string(f.Target) != "bob" || string(f.Msg) != "hi" {
+				t.Fatalf("Next after Reset = %+v, expected SEND to bob with hi", f)
+			}
+		})
+	}
+}
