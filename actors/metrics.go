@@ -118,13 +118,21 @@ func (k *Kind) seeStop(next actor.ReceiverFunc) actor.ReceiverFunc {
 }
 
 // mailboxCounter is one actor's mailbox middleware. It keeps the actor's
-// own count too: a message whose handler panics is never reported as
-// received, and the count of an empty mailbox, known to be zero, corrects
-// the kind's total.
+// own count too, because the kind's total must not keep messages that will
+// never be handled: a message whose handler panics is never reported as
+// received, and neither are the messages behind it when the supervisor
+// then stops the actor. The count of an empty mailbox, known to be zero,
+// corrects the total, and so does the actor's Stop, after which the actor's
+// messages no longer count.
 type mailboxCounter struct {
 	kind    *Kind
-	waiting atomic.Int64
+	waiting atomic.Int64 // stoppedMark and below once the actor has stopped
 }
+
+// stoppedMark is added to a stopped actor's count, so that the posts and
+// receipts racing with the stop keep it far below zero and never reach
+// the kind's total.
+const stoppedMark = math.MinInt64 / 2
 
 func (m *mailboxCounter) MailboxStarted() { m.kind.live.Add(1) }
 
@@ -132,21 +140,36 @@ func (m *mailboxCounter) MessagePosted(msg any) {
 	if _, system := msg.(actor.SystemMessage); system {
 		return
 	}
-	m.waiting.Add(1)
-	m.kind.waiting.Add(1)
+	if m.waiting.Add(1) > stoppedMark/2 {
+		m.kind.waiting.Add(1)
+	}
 }
 
 func (m *mailboxCounter) MessageReceived(msg any) {
+	if _, stop := msg.(*actor.Stop); stop {
+		if n := m.waiting.Swap(stoppedMark); n > stoppedMark/2 {
+			m.kind.waiting.Add(-n)
+		}
+		return
+	}
 	if _, system := msg.(actor.SystemMessage); system {
 		return
 	}
-	m.waiting.Add(-1)
-	m.kind.waiting.Add(-1)
+	if m.waiting.Add(-1) > stoppedMark/2 {
+		m.kind.waiting.Add(-1)
+	}
 }
 
 func (m *mailboxCounter) MailboxEmpty() {
-	if n := m.waiting.Swap(0); n != 0 {
-		m.kind.waiting.Add(-n)
+	for {
+		n := m.waiting.Load()
+		if n == 0 || n <= stoppedMark/2 {
+			return
+		}
+		if m.waiting.CompareAndSwap(n, 0) {
+			m.kind.waiting.Add(-n)
+			return
+		}
 	}
 }
 

@@ -118,3 +118,31 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// An actor that its supervisor stops after a panic never handles the
+// messages behind the one that panicked; they must not stay in the count.
+func TestKindForgetsMessagesOfCrashedActor(t *testing.T) {
+	system := actor.NewActorSystem()
+	stopOnPanic := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
+	root := system.Root.WithGuardian(stopOnPanic)
+	var kind Kind
+	b := &blocker{entered: make(chan struct{}), release: make(chan struct{}), panicOn: "crash"}
+	pid := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return b }, kind.PropsOptions()...))
+
+	root.Send(pid, "hold")
+	<-b.entered
+	root.Send(pid, "crash")
+	for range 4 {
+		root.Send(pid, "queued")
+	}
+	close(b.release)
+
+	waitFor(t, "the crashed actor to stop", func() bool { return kind.Live() == 0 })
+	waitFor(t, "an empty count", func() bool { return kind.Mailbox() == 0 })
+	// A send to the stopped actor goes to the dead letters at once and
+	// must not count either.
+	root.Send(pid, "after the stop")
+	if got := kind.Mailbox(); got != 0 {
+		t.Errorf("Mailbox after a message to the stopped actor = %d, want 0", got)
+	}
+}

@@ -58,6 +58,10 @@ type Options struct {
 	TLS *tls.Config
 	// TopologyTimeout bounds the wait for the first member list. Zero means 30s.
 	TopologyTimeout time.Duration
+	// Raft returns this member's raft state, which the automanaged provider adds to the
+	// member record each time it serves it. Nil on a node without raft (edges, clients),
+	// and a nil result leaves the record without raft state.
+	Raft func() *RaftSummary
 }
 
 // Member is a started cluster member.

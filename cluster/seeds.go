@@ -29,12 +29,15 @@ const (
 const memberPath = "/iris/cluster/member"
 
 // memberRecord is the description of a member that it serves to the nodes polling it.
+// Decoding ignores unknown fields, and Raft is optional, so nodes of the versions before
+// and after Raft was added read each other's records.
 type memberRecord struct {
-	Cluster string   `json:"cluster"`
-	ID      string   `json:"id"`
-	Host    string   `json:"host"`
-	Port    int      `json:"port"`
-	Kinds   []string `json:"kinds"`
+	Cluster string       `json:"cluster"`
+	ID      string       `json:"id"`
+	Host    string       `json:"host"`
+	Port    int          `json:"port"`
+	Kinds   []string     `json:"kinds"`
+	Raft    *RaftSummary `json:"raft,omitempty"` // filled when the record is served, nil without raft
 }
 
 // seedProvider is the "automanaged" cluster provider: a static list of seed
@@ -58,12 +61,20 @@ type seedProvider struct {
 	client *http.Client
 	server *http.Server
 	self   memberRecord
+	raft   func() *RaftSummary // fills self.Raft when the record is served, nil without raft
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	once   sync.Once
 
+	// staleAfter is the age at which Records marks a seed's record stale.
+	staleAfter time.Duration
+
 	mu   sync.Mutex
 	down map[string]bool // seed → unreachable at the last refresh
+	// latest is each seed's most recent record of this cluster and when it was read,
+	// for Records. Unlike last, it keeps the record of a seed that stopped responding,
+	// so that the node can show that member as unreachable instead of dropping it.
+	latest map[string]lastRecord
 
 	// last is each seed's last record and when it was read. A seed that
 	// does not respond in time keeps its record for unresponsiveGrace; see
@@ -97,15 +108,18 @@ func newSeedProvider(opts Options) *seedProvider {
 		refresh = DefaultRefresh
 	}
 	return &seedProvider{
-		seeds:   slices.Clone(opts.Seeds),
-		listen:  opts.DiscoveryAddr,
-		tls:     opts.TLS,
-		refresh: refresh,
-		logger:  opts.Logger,
-		client:  &http.Client{Transport: transport, Timeout: seedTimeout},
-		stop:    make(chan struct{}),
-		down:    make(map[string]bool),
-		last:    make(map[string]lastRecord),
+		seeds:      slices.Clone(opts.Seeds),
+		listen:     opts.DiscoveryAddr,
+		tls:        opts.TLS,
+		refresh:    refresh,
+		logger:     opts.Logger,
+		client:     &http.Client{Transport: transport, Timeout: seedTimeout},
+		raft:       opts.Raft,
+		stop:       make(chan struct{}),
+		staleAfter: staleAfter(refresh),
+		down:       make(map[string]bool),
+		latest:     make(map[string]lastRecord),
+		last:       make(map[string]lastRecord),
 	}
 }
 
@@ -158,13 +172,16 @@ func (p *seedProvider) serve() error {
 	if err != nil {
 		return fmt.Errorf("cluster: listen for discovery on %s: %w", p.listen, err)
 	}
-	body, err := json.Marshal(p.self)
-	if err != nil {
-		ln.Close()
-		return err
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+memberPath, func(w http.ResponseWriter, _ *http.Request) {
+		// The record is encoded per request because its raft summary changes with
+		// every commit.
+		body, err := p.encodeSelf()
+		if err != nil {
+			p.logger.Error("cluster: encode member record failed", "member", p.self.ID, "err", err)
+			http.Error(w, "cluster: encode member record: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)
 	})
@@ -226,6 +243,7 @@ func (p *seedProvider) poll(cluster string) protocluster.Members {
 			}
 		}
 	}
+	p.keepLatest(records, errs, now)
 
 	var members protocluster.Members
 	seen := make(map[string]bool)

@@ -527,7 +527,11 @@ type Stats struct {
 	Term         uint64
 	LastLogIndex uint64
 	CommitIndex  uint64
-	AppliedIndex uint64 // applied to this replica's store, see Replica.AppliedIndex
+	// AppliedIndex is the last entry this replica has applied. Raft's own
+	// count is taken when it is higher: it includes the leader's no-op
+	// entries, which change nothing in the store, so an idle replica shows
+	// the commit index instead of one below it.
+	AppliedIndex uint64
 	Leader       string // leader ID, empty when none is known
 	LeaderAddr   string
 	Voters       []string // IDs of the voters in the latest configuration, sorted
@@ -541,7 +545,7 @@ func (r *Replica) Stats() Stats {
 		Term:         r.raft.CurrentTerm(),
 		LastLogIndex: r.raft.LastIndex(),
 		CommitIndex:  r.raft.CommitIndex(),
-		AppliedIndex: r.AppliedIndex(),
+		AppliedIndex: max(r.AppliedIndex(), r.raft.AppliedIndex()),
 		Leader:       id,
 		LeaderAddr:   addr,
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -451,6 +452,28 @@ func TestStatusOfCluster(t *testing.T) {
 		}
 	}
 
+	// An edge's /stats carries the raft state of every core, read from the cores' member
+	// records.
+	edge := c.edges[0]
+	var cores []memberRaft
+	if !eventually(5*time.Second, func() bool {
+		cores = edge.coreMembers()
+		return len(cores) == 3 && leadersAmong(cores) == 1
+	}) {
+		t.Fatalf("%s's /stats members = %+v, want 3 cores with raft state and one leader", edge.name, cores)
+	}
+	for _, m := range cores {
+		if !m.Reachable {
+			t.Errorf("%s shows core %s unreachable in a healthy cluster", edge.name, m.Raft.ID)
+		}
+		if m.Raft.State == "Leader" && m.Raft.ID != leader.name {
+			t.Errorf("%s shows %s as leader, want %s", edge.name, m.Raft.ID, leader.name)
+		}
+		if m.Raft.Leader != leader.name || m.Raft.Term == 0 || m.Raft.CommitIndex == 0 {
+			t.Errorf("%s shows core %+v, want leader %s, a term and a commit index", edge.name, *m.Raft, leader.name)
+		}
+	}
+
 	var follower *clusterNode
 	for _, n := range c.cores {
 		if n != leader {
@@ -459,6 +482,19 @@ func TestStatusOfCluster(t *testing.T) {
 		}
 	}
 	follower.kill()
+
+	// The killed core stays in the edge's member list, marked unreachable.
+	if !eventually(10*time.Second, func() bool {
+		for _, m := range edge.coreMembers() {
+			if m.Raft.ID == follower.name {
+				return !m.Reachable
+			}
+		}
+		return false
+	}) {
+		t.Errorf("%s's /stats members = %+v, want %s listed and unreachable", edge.name, edge.coreMembers(), follower.name)
+	}
+
 	out, err = exec.Command(irisBinary, "status", "--admin-addr", strings.Join(addrs, ","), "--timeout", "2s").CombinedOutput()
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
@@ -468,6 +504,53 @@ func TestStatusOfCluster(t *testing.T) {
 		t.Errorf("output does not name the killed core %s unreachable:\n%s", follower.name, out)
 	}
 	t.Logf("iris status with %s killed:\n%s", follower.name, out)
+}
+
+// memberRaft is a member with raft state in a node's /stats.
+type memberRaft struct {
+	ID        string `json:"id"`
+	Reachable bool   `json:"reachable"`
+	Raft      *struct {
+		ID          string `json:"id"`
+		State       string `json:"state"`
+		Leader      string `json:"leader"`
+		Term        uint64 `json:"term"`
+		CommitIndex uint64 `json:"commit_index"`
+	} `json:"raft"`
+}
+
+// coreMembers returns the members with raft state in n's /stats, or nil when n does not
+// respond.
+func (n *clusterNode) coreMembers() []memberRaft {
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + n.adminAddr + "/stats")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Members []memberRaft `json:"members"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return nil
+	}
+	var out []memberRaft
+	for _, m := range st.Members {
+		if m.Raft != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// leadersAmong counts the reachable members that report themselves raft leader.
+func leadersAmong(members []memberRaft) int {
+	leaders := 0
+	for _, m := range members {
+		if m.Reachable && m.Raft.State == "Leader" {
+			leaders++
+		}
+	}
+	return leaders
 }
 
 // readyzStatus returns the HTTP status of n's /readyz, or 0 when the admin

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"sort"
@@ -26,6 +27,9 @@ type nodeStats struct {
 		ID      string   `json:"id"`
 		Address string   `json:"address"`
 		Kinds   []string `json:"kinds"`
+		// Reachable is false for a member that left the node's member list or whose
+		// record is stale. It is nil from a node of a version without the field.
+		Reachable *bool `json:"reachable"`
 	} `json:"members"`
 	Raft *struct {
 		ID           string   `json:"id"`
@@ -84,6 +88,13 @@ cluster has no leader, so scripts and health checks can use it.`,
 }
 
 func (c *cli) runStatus(adminAddrs []string, timeout time.Duration) error {
+	for i, addr := range adminAddrs {
+		clean, err := adminHostPort(addr)
+		if err != nil {
+			return usageError(err)
+		}
+		adminAddrs[i] = clean
+	}
 	httpClient := &http.Client{Timeout: timeout}
 	reports := make([]*nodeReport, len(adminAddrs))
 	for i, addr := range adminAddrs {
@@ -104,6 +115,17 @@ func (c *cli) runStatus(adminAddrs []string, timeout time.Duration) error {
 		return failureError(fmt.Errorf("unhealthy: %s", strings.Join(problems, "; ")))
 	}
 	return nil
+}
+
+// adminHostPort returns the host:port of an --admin-addr value. An
+// http:// URL of the admin server is accepted, since that is what a browser
+// shows.
+func adminHostPort(addr string) (string, error) {
+	hostPort := strings.TrimSuffix(strings.TrimPrefix(addr, "http://"), "/")
+	if _, _, err := net.SplitHostPort(hostPort); err != nil || strings.Contains(hostPort, "/") {
+		return "", fmt.Errorf("invalid --admin-addr %q: expected host:port of a node's admin server, such as 127.0.0.1:9090", addr)
+	}
+	return hostPort, nil
 }
 
 // fetchNode reads a node's /readyz and /stats.
@@ -214,7 +236,7 @@ func (c *cli) printCluster(reports []*nodeReport) []string {
 			maxCommit = max(maxCommit, raft.CommitIndex)
 		}
 		for _, m := range r.stats.Members {
-			if slices.Contains(m.Kinds, "shard") {
+			if slices.Contains(m.Kinds, "shard") && isReachable(m.Reachable) {
 				coreAddrs[m.Address] = true
 			}
 		}
@@ -250,7 +272,7 @@ func (c *cli) printCluster(reports []*nodeReport) []string {
 		}
 		seen := 0
 		for _, m := range r.stats.Members {
-			if coreAddrs[m.Address] {
+			if coreAddrs[m.Address] && isReachable(m.Reachable) {
 				seen++
 			}
 		}
@@ -259,6 +281,12 @@ func (c *cli) printCluster(reports []*nodeReport) []string {
 		}
 	}
 	return problems
+}
+
+// isReachable reports whether a member of a node's /stats is reachable from that node. A
+// node of a version without the field lists only the members it reaches.
+func isReachable(reachable *bool) bool {
+	return reachable == nil || *reachable
 }
 
 // joinCounters formats the named counters as "name=value" pairs.

@@ -11,7 +11,8 @@ func TestStatusOfRunningNode(t *testing.T) {
 	s := startServer(t)
 	s.login(t, tcp, "alice")
 
-	out, err := exec.Command(irisBinary, "status", "--admin-addr", s.adminAddr).CombinedOutput()
+	// The admin server's URL, as a browser shows it, names it too.
+	out, err := exec.Command(irisBinary, "status", "--admin-addr", "http://"+s.adminAddr+"/").CombinedOutput()
 	if err != nil {
 		t.Fatalf("iris status: %v\n%s", err, out)
 	}
@@ -34,5 +35,18 @@ func TestStatusOfStoppedNodeFails(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "unreachable") {
 		t.Errorf("output does not say the node is unreachable:\n%s", out)
+	}
+}
+
+func TestStatusRejectsBadAddress(t *testing.T) {
+	for _, addr := range []string{"https://127.0.0.1:9090", "127.0.0.1", "127.0.0.1:9090/stats"} {
+		out, err := exec.Command(irisBinary, "status", "--admin-addr", addr).CombinedOutput()
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) || exitErr.ExitCode() != 2 {
+			t.Errorf("iris status --admin-addr %s = %v, want exit status 2\n%s", addr, err, out)
+		}
+		if !strings.Contains(string(out), "invalid --admin-addr") {
+			t.Errorf("iris status --admin-addr %s: output does not name the flag:\n%s", addr, out)
+		}
 	}
 }

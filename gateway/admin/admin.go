@@ -12,6 +12,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +46,9 @@ type Config struct {
 	// its bound address (nil on a node without one, such as a core), its
 	// path and whether it speaks TLS.
 	ClientWS func() (addr net.Addr, path string, tls bool)
+	// ClientLimits are the node's limits on client input, which the /chat
+	// page checks before it sends. Zero fields mean the protocol's defaults.
+	ClientLimits ClientLimits
 	// Backlog returns the unacked entries of all inboxes in this node's
 	// store; false on a node without a store or while it is closed.
 	Backlog func() (int64, bool)
@@ -57,6 +63,12 @@ type Server struct {
 	ln      net.Listener
 	http    *http.Server
 	started time.Time
+
+	streams atomic.Int32 // open /events streams
+
+	eventMu   sync.Mutex // guards eventData and eventAt
+	eventData []byte     // the snapshot as JSON, shared by the event streams
+	eventAt   time.Time
 }
 
 // Start binds cfg.Addr and serves the admin endpoints.
@@ -111,11 +123,23 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// Member is one cluster member in this node's member list.
+// Member is one cluster member in this node's member list, or a member that left the
+// list but whose last record this node still has.
 type Member struct {
 	ID      string   `json:"id"`
 	Address string   `json:"address"`
 	Kinds   []string `json:"kinds"`
+	Self    bool     `json:"self,omitempty"` // the member is this node
+	// Reachable is false when this node has not read a newer record of the member for a
+	// few refreshes of the member list, or the member has left the list.
+	Reachable bool `json:"reachable"`
+	// RecordAgeMS is the time in milliseconds since this node read the member's record;
+	// nil when the cluster provider keeps no records (every provider but automanaged).
+	RecordAgeMS *int64 `json:"record_age_ms,omitempty"`
+	// Raft is the member's raft state from its record, with LeaderAddr and Voters empty.
+	// Its Lag is the highest commit index among the members minus this member's applied
+	// index, unlike the Lag of Snapshot.Raft. Nil for a member that sent no raft state.
+	Raft *RaftStatus `json:"raft,omitempty"`
 }
 
 // RaftStatus is a core's view of the raft group that replicates the store.
@@ -177,15 +201,17 @@ func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
 
 // snapshot collects the node's state for /stats and the dashboard.
 func (s *Server) snapshot() Snapshot {
-	var mem runtime.MemStats
-	runtime.ReadMemStats(&mem)
+	// runtime/metrics reads the heap size without stopping the program,
+	// which runtime.ReadMemStats does.
+	heap := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(heap)
 	st := s.cfg.Stats
 	snap := Snapshot{
 		Node:          s.cfg.Node,
 		Role:          s.cfg.Role,
 		UptimeSeconds: time.Since(s.started).Seconds(),
 		Goroutines:    runtime.NumGoroutine(),
-		HeapBytes:     mem.HeapAlloc,
+		HeapBytes:     heap[0].Value.Uint64(),
 		Sessions:      map[string]int64{"tcp": st.SessionsTCP.Load(), "ws": st.SessionsWS.Load()},
 		Counters:      counters(st),
 		Latency: map[string]Latency{

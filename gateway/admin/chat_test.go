@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,13 +21,21 @@ import (
 // listener is described by clientWS, and returns its base URL.
 func startChatServer(t *testing.T, clientWS func() (net.Addr, string, bool)) string {
 	t.Helper()
+	return startChatServerWithLimits(t, clientWS, ClientLimits{})
+}
+
+// startChatServerWithLimits is startChatServer for a node with the client
+// limits given.
+func startChatServerWithLimits(t *testing.T, clientWS func() (net.Addr, string, bool), limits ClientLimits) string {
+	t.Helper()
 	s, err := Start(Config{
-		Addr:     "127.0.0.1:0",
-		Stats:    &actors.Stats{},
-		Node:     "e1",
-		Role:     "edge",
-		ClientWS: clientWS,
-		Logger:   slog.New(slog.DiscardHandler),
+		Addr:         "127.0.0.1:0",
+		Stats:        &actors.Stats{},
+		Node:         "e1",
+		Role:         "edge",
+		ClientWS:     clientWS,
+		ClientLimits: limits,
+		Logger:       slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatalf("start admin server: %v", err)
@@ -96,6 +105,7 @@ func TestChatPageHasContractIDs(t *testing.T) {
 		`"rejected"`,
 		`binaryType = "arraybuffer"`,
 		`window.IrisChat = Object.freeze(`,
+		`window.IrisChatRules = Object.freeze(`,
 		`getBigUint64`,
 		`fetch("chat/config.json"`,
 		`params.get("autologin") === "1"`,
@@ -148,7 +158,7 @@ func TestChatPolicyHashesInlineBlocks(t *testing.T) {
 		count          int
 	}{
 		{"style", "style-src", 1},
-		{"script", "script-src", 2},
+		{"script", "script-src", 3},
 	} {
 		matches := regexp.MustCompile(`(?s)<`+block.tag+`>(.*?)</`+block.tag+`>`).FindAllStringSubmatch(body, -1)
 		if len(matches) != block.count {
@@ -173,19 +183,22 @@ type textAddr string
 func (a textAddr) Network() string { return "test" }
 func (a textAddr) String() string  { return string(a) }
 
+// defaultChatLimits are the limits of a node with the default config.
+var defaultChatLimits = chatLimits{Message: 65536, UserName: 256, Target: 256, ReceiveBuffer: 1048576}
+
 func TestChatConfig(t *testing.T) {
 	tests := []struct {
 		name     string
 		clientWS func() (net.Addr, string, bool)
 		want     chatConfig
 	}{
-		{"plain listener", wsListener(18086, "/ws", false), chatConfig{WSPort: 18086, WSPath: "/ws", TLS: false}},
-		{"TLS listener", wsListener(443, "/chat-socket", true), chatConfig{WSPort: 443, WSPath: "/chat-socket", TLS: true}},
-		{"no listener", func() (net.Addr, string, bool) { return nil, "/ws", false }, chatConfig{WSPort: 0, WSPath: "/ws"}},
-		{"nil TCP address", func() (net.Addr, string, bool) { return (*net.TCPAddr)(nil), "/ws", false }, chatConfig{WSPort: 0, WSPath: "/ws"}},
-		{"other network", func() (net.Addr, string, bool) { return textAddr("localhost:9443"), "/ws", true }, chatConfig{WSPort: 9443, WSPath: "/ws", TLS: true}},
-		{"address without port", func() (net.Addr, string, bool) { return textAddr("/run/iris.sock"), "/ws", false }, chatConfig{WSPort: 0, WSPath: "/ws"}},
-		{"no ClientWS", nil, chatConfig{WSPort: 0, WSPath: ""}},
+		{"plain listener", wsListener(18086, "/ws", false), chatConfig{WSPort: 18086, WSPath: "/ws", TLS: false, Limits: defaultChatLimits}},
+		{"TLS listener", wsListener(443, "/chat-socket", true), chatConfig{WSPort: 443, WSPath: "/chat-socket", TLS: true, Limits: defaultChatLimits}},
+		{"no listener", func() (net.Addr, string, bool) { return nil, "/ws", false }, chatConfig{WSPort: 0, WSPath: "/ws", Limits: defaultChatLimits}},
+		{"nil TCP address", func() (net.Addr, string, bool) { return (*net.TCPAddr)(nil), "/ws", false }, chatConfig{WSPort: 0, WSPath: "/ws", Limits: defaultChatLimits}},
+		{"other network", func() (net.Addr, string, bool) { return textAddr("localhost:9443"), "/ws", true }, chatConfig{WSPort: 9443, WSPath: "/ws", TLS: true, Limits: defaultChatLimits}},
+		{"address without port", func() (net.Addr, string, bool) { return textAddr("/run/iris.sock"), "/ws", false }, chatConfig{WSPort: 0, WSPath: "/ws", Limits: defaultChatLimits}},
+		{"no ClientWS", nil, chatConfig{WSPort: 0, WSPath: "", Limits: defaultChatLimits}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,13 +216,13 @@ func TestChatConfig(t *testing.T) {
 			if err := json.Unmarshal([]byte(body), &fields); err != nil {
 				t.Fatalf("decode %q: %v", body, err)
 			}
-			for _, key := range []string{"ws_port", "ws_path", "tls"} {
+			for _, key := range []string{"ws_port", "ws_path", "tls", "limits"} {
 				if _, ok := fields[key]; !ok {
 					t.Errorf("config %s has no key %q", body, key)
 				}
 			}
-			if len(fields) != 3 {
-				t.Errorf("config %s has %d keys, want 3", body, len(fields))
+			if len(fields) != 4 {
+				t.Errorf("config %s has %d keys, want 4", body, len(fields))
 			}
 
 			var got chatConfig
@@ -220,6 +233,80 @@ func TestChatConfig(t *testing.T) {
 				t.Errorf("config = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestChatConfigLimits(t *testing.T) {
+	tests := []struct {
+		name       string
+		configured ClientLimits
+		want       chatLimits
+	}{
+		{"zero means defaults", ClientLimits{}, defaultChatLimits},
+		{
+			"configured values",
+			ClientLimits{Message: 1000, UserName: 32, Target: 64, ReceiveBuffer: 4096},
+			chatLimits{Message: 1000, UserName: 32, Target: 64, ReceiveBuffer: 4096},
+		},
+		{
+			"one field set",
+			ClientLimits{Message: 2 << 20},
+			chatLimits{Message: 2 << 20, UserName: 256, Target: 256, ReceiveBuffer: 1048576},
+		},
+		{
+			// The decoder rejects any name above 256 bytes, whatever the config sets.
+			"names capped at protocol maximum",
+			ClientLimits{Message: 65536, UserName: 1000, Target: 65535, ReceiveBuffer: 1048576},
+			chatLimits{Message: 65536, UserName: 256, Target: 256, ReceiveBuffer: 1048576},
+		},
+		{
+			"negative means default",
+			ClientLimits{Message: -1, UserName: -1, Target: -1, ReceiveBuffer: -1},
+			defaultChatLimits,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := startChatServerWithLimits(t, wsListener(8086, "/ws", false), tt.configured)
+			_, body := fetch(t, base+"/chat/config.json")
+
+			var document struct {
+				Limits map[string]json.RawMessage `json:"limits"`
+			}
+			if err := json.Unmarshal([]byte(body), &document); err != nil {
+				t.Fatalf("decode %q: %v", body, err)
+			}
+			for _, key := range []string{"message", "user_name", "target", "receive_buffer"} {
+				if _, ok := document.Limits[key]; !ok {
+					t.Errorf("limits in %s have no key %q", body, key)
+				}
+			}
+			if len(document.Limits) != 4 {
+				t.Errorf("limits in %s have %d keys, want 4", body, len(document.Limits))
+			}
+
+			var got chatConfig
+			if err := json.Unmarshal([]byte(body), &got); err != nil {
+				t.Fatalf("decode %q: %v", body, err)
+			}
+			if got.Limits != tt.want {
+				t.Errorf("limits = %+v, want %+v", got.Limits, tt.want)
+			}
+		})
+	}
+}
+
+// The page falls back to the protocol's defaults when the config has no
+// limits, so those defaults must equal what the server reports for a zero
+// ClientLimits.
+func TestChatScriptDefaultLimitsMatchServer(t *testing.T) {
+	base := startChatServer(t, wsListener(8086, "/ws", false))
+	_, body := fetch(t, base+"/chat")
+
+	want := fmt.Sprintf("message: %d, user_name: %d, target: %d, receive_buffer: %d",
+		defaultChatLimits.Message, defaultChatLimits.UserName, defaultChatLimits.Target, defaultChatLimits.ReceiveBuffer)
+	if !strings.Contains(body, want) {
+		t.Errorf("page script lacks the default limits %q", want)
 	}
 }
 

@@ -16,6 +16,16 @@ const (
 	defaultEventInterval = 1000 * time.Millisecond
 )
 
+// maxEventStreams bounds the /events streams open at once. The admin port
+// has no authentication, and each stream holds a connection and a
+// goroutine.
+const maxEventStreams = 64
+
+// eventSnapshotAge is how long event streams share one snapshot: half the
+// shortest interval, so a stream at that interval still gets a new one
+// each time.
+const eventSnapshotAge = minEventInterval * time.Millisecond / 2
+
 // eventWriteTimeout bounds one write to an event stream, so a client that
 // stops reading ends its stream instead of keeping the handler blocked.
 const eventWriteTimeout = 10 * time.Second
@@ -43,17 +53,27 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if s.streams.Add(1) > maxEventStreams {
+		s.streams.Add(-1)
+		http.Error(w, fmt.Sprintf("too many event streams: this server serves %d at once; close another dashboard or try again later", maxEventStreams), http.StatusServiceUnavailable)
+		return
+	}
+	defer s.streams.Add(-1)
+
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // keeps a reverse proxy from buffering the stream
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
 
 	rc := http.NewResponseController(w)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
-		data, err := json.Marshal(s.snapshot())
+		data, err := s.eventSnapshot()
 		if err != nil {
 			s.cfg.Logger.Error("admin: event stream ended because the snapshot does not encode as JSON",
 				"remote", r.RemoteAddr, "err", err)
@@ -72,6 +92,23 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-ticker.C:
 		}
 	}
+}
+
+// eventSnapshot returns the snapshot as JSON, taken anew at most every
+// eventSnapshotAge: every open stream sends the same one, so the cost of a
+// snapshot does not grow with the number of dashboards.
+func (s *Server) eventSnapshot() ([]byte, error) {
+	s.eventMu.Lock()
+	defer s.eventMu.Unlock()
+	if s.eventData != nil && time.Since(s.eventAt) < eventSnapshotAge {
+		return s.eventData, nil
+	}
+	data, err := json.Marshal(s.snapshot())
+	if err != nil {
+		return nil, err
+	}
+	s.eventData, s.eventAt = data, time.Now()
+	return data, nil
 }
 
 // writeEvent writes data as one event and flushes it to the client.

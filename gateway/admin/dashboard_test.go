@@ -389,3 +389,49 @@ func TestEventsEndWhenClientLeaves(t *testing.T) {
 	transport.CloseIdleConnections()
 	goleak.VerifyNone(t, serverRunning)
 }
+
+func TestEventsStreamsLimited(t *testing.T) {
+	_, base := startAdmin(t, &actors.Stats{})
+	client := newClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+
+	const limit = 64
+	for i := range limit {
+		stream := openEvents(ctx, t, client, base, "")
+		if _, err := stream.next(); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	resp, body := get(t, client, base+"/events")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "too many event streams") {
+		t.Errorf("stream %d: status %d, body %q; want 503 naming the limit", limit+1, resp.StatusCode, body)
+	}
+}
+
+// A HEAD request gets the headers and ends: were its handler to go on
+// streaming, more HEAD requests than the stream limit would use up every
+// slot.
+func TestEventsHeadEndsAtOnce(t *testing.T) {
+	_, base := startAdmin(t, &actors.Stats{})
+	client := newClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for i := range 70 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, base+"/events", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("HEAD /events %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("HEAD /events %d: status %d, type %q; want 200 text/event-stream", i, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+	if _, err := openEvents(ctx, t, client, base, "").next(); err != nil {
+		t.Fatalf("GET /events after the HEAD requests: %v", err)
+	}
+}

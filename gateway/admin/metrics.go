@@ -95,7 +95,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if c.cfg.Members != nil {
-		gauge(c.members, float64(len(c.cfg.Members())))
+		// Members() keeps a member that left the list, marked unreachable, so the gauge
+		// counts only the reachable ones.
+		reachable := 0
+		for _, m := range c.cfg.Members() {
+			if m.Reachable {
+				reachable++
+			}
+		}
+		gauge(c.members, float64(reachable))
 	}
 	if c.cfg.Raft != nil {
 		if r := c.cfg.Raft(); r != nil {

@@ -244,12 +244,15 @@ func (n *Node) clusterSpec(store actors.Store, groups actors.GroupStore) supervi
 	if cfg.Cluster.DiscoveryPort != 0 {
 		opts.DiscoveryAddr = net.JoinHostPort(cfg.Cluster.Host, fmt.Sprint(cfg.Cluster.DiscoveryPort))
 	}
+	if role == config.RoleCore {
+		opts.Raft = n.raftSummary // every node reads it from this core's member record
+	}
 	if store != nil {
 		shardKind := actors.NewShardKind(&actors.ShardConfig{
 			ReplaceOnLogin: cfg.Edge.DuplicateLogin == "replace",
 			Store:          store,
 			Stats:          n.Stats,
-			Logger:         n.logger.With("component", "shard"),
+			Logger:         n.limitedLogger("shard"),
 			MaxPage:        fetchPage,
 		})
 		groupKind := actors.NewGroupKind(&actors.GroupConfig{
@@ -258,7 +261,7 @@ func (n *Node) clusterSpec(store actors.Store, groups actors.GroupStore) supervi
 				return n.member.cluster().Get(cluster.ShardIdentity(user, cfg.Cluster.Shards), cluster.ShardKind)
 			},
 			Stats:  n.Stats,
-			Logger: n.logger.With("component", "group"),
+			Logger: n.limitedLogger("group"),
 		})
 		opts.Kinds = []*protocluster.Kind{shardKind, groupKind}
 	}
@@ -287,7 +290,7 @@ func (n *Node) routersSpec() supervisor.Spec {
 		Cluster: n.member.cluster,
 		Shards:  n.cfg.Cluster.Shards,
 		Stats:   n.Stats,
-		Logger:  n.logger.With("component", "router"),
+		Logger:  n.limitedLogger("router"),
 	}
 	spec := supervisor.Spec{Strategy: supervisor.OneForOne, Intensity: 10, Period: 10 * time.Second}
 	for i := range n.cfg.Router.EffectivePoolSize() {
@@ -339,7 +342,7 @@ func (n *Node) gatewaySpec() supervisor.Spec {
 		Logins:            actors.NewLoginGuard(cfg.Limits.LoginFailures, cfg.Limits.LoginFailureWindow),
 		LoginGate:         make(chan struct{}, cfg.Limits.LoginConcurrency),
 		Stats:             n.Stats,
-		Logger:            slog.New(newLimitedHandler(n.logger.Handler(), connLogBurst, connLogEvery)).With("component", "session"),
+		Logger:            n.limitedLogger("session"),
 	}
 
 	sessions := supervisor.NewRef(n.system, actor.NewPID(n.system.Address(), "node/gateway/sessions"))
@@ -395,7 +398,7 @@ func (n *Node) listenerConfig(transport, addr string, start gateway.SessionStart
 		MaxWSMessage: n.cfg.Limits.ReceiveBuffer,
 		System:       n.system,
 		Start:        start,
-		Logger:       slog.New(newLimitedHandler(n.logger.Handler(), connLogBurst, connLogEvery)).With("component", "gateway"),
+		Logger:       n.limitedLogger("gateway"),
 	}
 }
 
@@ -435,7 +438,15 @@ func (n *Node) adminConfig() admin.Config {
 	cfg.ClientWS = func() (net.Addr, string, bool) {
 		return n.WSAddr(), n.cfg.Edge.WSPath, n.cfg.Edge.TLS.CertFile != ""
 	}
+	cfg.ClientLimits = admin.ClientLimits{Message: n.cfg.Limits.Message, UserName: n.cfg.Limits.UserName, Target: n.cfg.Limits.Target, ReceiveBuffer: n.cfg.Limits.ReceiveBuffer}
 	return cfg
+}
+
+// limitedLogger returns the logger of a component whose lines clients can
+// cause, one per connection or per request: each message is written at most
+// connLogBurst times per connLogEvery.
+func (n *Node) limitedLogger(component string) *slog.Logger {
+	return slog.New(newLimitedHandler(n.logger.Handler(), connLogBurst, connLogEvery)).With("component", component)
 }
 
 // processes counts the processes of the node's actor system.

@@ -264,6 +264,7 @@ func TestFirstStartCreatesPrivateDataDir(t *testing.T) {
 func TestProtoactorRepeatsLimited(t *testing.T) {
 	var out bytes.Buffer
 	h := newLimitedHandler(slog.NewTextHandler(&out, nil), 1, protoactorRepeatEvery)
+	h.state.after = func(time.Duration, func()) {}
 	logger := slog.New(h).With("component", "protoactor")
 	for range 5 {
 		logger.Error("EndpointWriter failed to connect", "address", "10.0.0.2:7946")

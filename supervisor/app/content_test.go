@@ -558,3 +558,48 @@ func TestGroupChangesCostTokens(t *testing.T) {
 	}
 	expect(t, ann, client.OpRateLimited)
 }
+
+// Anyone can name any group, so the grain of a group that does not exist
+// must not outlive its answer: grains kept for made-up names would fill
+// the node's memory.
+func TestMadeUpGroupsLeaveNoGrains(t *testing.T) {
+	const count = 300
+	n := startNode(t, func(c *config.Config) {
+		c.Limits.SendRate = 1_000_000
+		c.Limits.SendBurst = 1_000_000
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mallory := login(t, n, "tcp", "mallory")
+
+	var frames []byte
+	for i := range count {
+		frames, _ = client.AppendGroupRosterGet(frames, fmt.Sprintf("made-up-%d", i))
+		gid := fmt.Sprintf("made-up-leave-%d", i)
+		frames = append(frames, 0x32, 0, byte(len(gid)))
+		frames = append(frames, gid...)
+	}
+	if err := mallory.WriteRaw(frames); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 * count {
+		f, err := mallory.Expect(ctx, client.OpError)
+		if err != nil {
+			t.Fatalf("after %d answers of %d: %v", i, 2*count, err)
+		}
+		if f.Reason != "group_not_found" {
+			t.Fatalf("answer %d = %q, want group_not_found", i, f.Reason)
+		}
+	}
+	eventually(t, 10*time.Second, "the made-up groups' grains to stop", func() bool {
+		return n.Stats.Actors.Group.Live() == 0
+	})
+
+	// A real group keeps working, and so does its grain.
+	if _, err := mallory.CreateGroup(ctx, "real"); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Stats.Actors.Group.Live(); got != 1 {
+		t.Errorf("live group grains after one create = %d, want 1", got)
+	}
+}

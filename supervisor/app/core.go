@@ -3,12 +3,16 @@ package app
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/iris-im/iris/actors"
 	"github.com/iris-im/iris/cluster"
@@ -209,17 +213,94 @@ func (n *Node) raftStatus() *admin.RaftStatus {
 	}
 }
 
-// members returns the cluster members this node sees, for /stats.
-func (n *Node) members() []admin.Member {
-	c := n.member.cluster()
-	if c == nil {
+// raftSummary returns a core's raft state for its member record, or nil while its store
+// is closed.
+func (n *Node) raftSummary() *cluster.RaftSummary {
+	rep := n.raft.Load()
+	if rep == nil {
 		return nil
 	}
-	var out []admin.Member
-	for _, m := range c.MemberList.Members().Members() {
-		out = append(out, admin.Member{ID: m.Id, Address: m.Address(), Kinds: m.Kinds})
+	st := rep.Stats()
+	return &cluster.RaftSummary{
+		ID:           rep.ID(),
+		State:        st.State,
+		Leader:       st.Leader,
+		Term:         st.Term,
+		LastLogIndex: st.LastLogIndex,
+		CommitIndex:  st.CommitIndex,
+		AppliedIndex: st.AppliedIndex,
 	}
+}
+
+// members returns the cluster members for /stats. With the automanaged provider, which
+// keeps the members' records, each member also gets its raft state and the record's age.
+func (n *Node) members() []admin.Member {
+	m := n.member.p.Load()
+	if m == nil {
+		return nil
+	}
+	return joinMembers(m.Cluster.MemberList.Members().Members(), m.Records(), n.system.ID, time.Now())
+}
+
+// joinMembers matches the member list with the seed records by member ID. A member with a
+// stale record is unreachable. A member that has a record but has left the list, for
+// example a core whose process was killed, stays in the result as unreachable, so that it
+// does not vanish from the dashboard. The members are sorted by address.
+//
+// Each core's lag is the highest commit index among the records minus that core's applied
+// index, so every node reports the same lag for a core, give or take one refresh.
+func joinMembers(listed []*protocluster.Member, records []cluster.MemberRecord, self string, now time.Time) []admin.Member {
+	byID := make(map[string]cluster.MemberRecord, len(records))
+	var maxCommit uint64
+	for _, r := range records {
+		byID[r.ID] = r
+		if r.Raft != nil {
+			maxCommit = max(maxCommit, r.Raft.CommitIndex)
+		}
+	}
+
+	out := make([]admin.Member, 0, len(listed))
+	inList := make(map[string]bool, len(listed))
+	for _, lm := range listed {
+		inList[lm.Id] = true
+		member := admin.Member{ID: lm.Id, Address: lm.Address(), Kinds: lm.Kinds, Self: lm.Id == self, Reachable: true}
+		if r, ok := byID[lm.Id]; ok {
+			addRecord(&member, r, maxCommit, now)
+		}
+		out = append(out, member)
+	}
+	for _, r := range records {
+		if inList[r.ID] {
+			continue
+		}
+		member := admin.Member{ID: r.ID, Address: net.JoinHostPort(r.Host, strconv.Itoa(r.Port)), Kinds: r.Kinds, Self: r.ID == self}
+		addRecord(&member, r, maxCommit, now)
+		member.Reachable = false // the cluster routes nothing to a member outside the list
+		out = append(out, member)
+	}
+
+	slices.SortStableFunc(out, func(a, b admin.Member) int { return strings.Compare(a.Address, b.Address) })
 	return out
+}
+
+// addRecord sets the fields of member that come from its record r.
+func addRecord(member *admin.Member, r cluster.MemberRecord, maxCommit uint64, now time.Time) {
+	member.Reachable = !r.Stale
+	age := now.Sub(r.ReadAt).Milliseconds()
+	member.RecordAgeMS = &age
+	if r.Raft == nil {
+		return
+	}
+	member.Raft = &admin.RaftStatus{
+		ID:           r.Raft.ID,
+		State:        r.Raft.State,
+		Term:         r.Raft.Term,
+		Leader:       r.Raft.Leader,
+		LastLogIndex: r.Raft.LastLogIndex,
+		CommitIndex:  r.Raft.CommitIndex,
+		AppliedIndex: r.Raft.AppliedIndex,
+		Lag:          maxCommit - min(r.Raft.AppliedIndex, maxCommit),
+	}
 }
 
 // replicatedStore returns a core's open replicated store, or nil.

@@ -12,10 +12,10 @@ import (
 // for it several times a second.
 const protoactorRepeatEvery = 10 * time.Second
 
-// Per-connection log lines (a rejected login, a slow consumer closed, a
-// bad frame) come as fast as clients can cause them: a client that retries
-// a wrong password in a loop must not fill the disk. Each message is written
-// at most connLogBurst times per connLogEvery.
+// Clients can cause some log lines as fast as they like: a rejected login, a
+// slow consumer closed, a group change on a busy store. A client that retries
+// a wrong password in a loop must not fill the disk, so each such message is
+// written at most connLogBurst times per connLogEvery.
 const (
 	connLogBurst = 10
 	connLogEvery = 10 * time.Second
@@ -26,9 +26,10 @@ const (
 const maxLimitedMessages = 1024
 
 // limitedHandler writes at most burst records with the same message per
-// period and drops the rest. The first record written in a new period carries
-// the number dropped in the period before it as "suppressed", so the log still
-// shows that something repeated and how often.
+// period and drops the rest. The number dropped is reported as "suppressed"
+// on the first record written after the period. When none comes, a copy of
+// the first dropped record carries it when the period ends. The log thus
+// always shows that something repeated and how often.
 type limitedHandler struct {
 	slog.Handler
 	state *limitState
@@ -37,6 +38,8 @@ type limitedHandler struct {
 type limitState struct {
 	burst  int
 	period time.Duration
+	// after runs f once d has passed; time.AfterFunc outside tests.
+	after func(d time.Duration, f func())
 
 	mu       sync.Mutex
 	messages map[string]*messageCount
@@ -49,11 +52,23 @@ type messageCount struct {
 }
 
 func newLimitedHandler(h slog.Handler, burst int, period time.Duration) *limitedHandler {
-	return &limitedHandler{Handler: h, state: &limitState{burst: burst, period: period, messages: make(map[string]*messageCount)}}
+	state := &limitState{
+		burst:    burst,
+		period:   period,
+		after:    func(d time.Duration, f func()) { time.AfterFunc(d, f) },
+		messages: make(map[string]*messageCount),
+	}
+	return &limitedHandler{Handler: h, state: state}
 }
 
 func (h *limitedHandler) Handle(ctx context.Context, r slog.Record) error {
-	suppressed, write := h.state.admit(r.Message, r.Time)
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	suppressed, write, firstDrop := h.state.admit(r.Message, r.Time)
+	if firstDrop {
+		h.reportAtPeriodEnd(r)
+	}
 	if !write {
 		return nil
 	}
@@ -64,12 +79,36 @@ func (h *limitedHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.Handler.Handle(ctx, r)
 }
 
-// admit reports whether a record with msg at now is written, and how many
-// records with msg the period before dropped.
-func (s *limitState) admit(msg string, now time.Time) (suppressed int, write bool) {
-	if now.IsZero() {
-		now = time.Now()
-	}
+// reportAtPeriodEnd writes dropped, the first record dropped in its period,
+// with the number of drops when the period ends, unless a record written
+// after the period has reported them by then.
+func (h *limitedHandler) reportAtPeriodEnd(dropped slog.Record) {
+	s := h.state
+	s.mu.Lock()
+	c := s.messages[dropped.Message]
+	start := c.start
+	s.mu.Unlock()
+
+	dropped = dropped.Clone()
+	s.after(start.Add(s.period).Sub(dropped.Time), func() {
+		s.mu.Lock()
+		n := 0
+		if c := s.messages[dropped.Message]; c != nil && c.start.Equal(start) {
+			n, c.dropped = c.dropped, 0
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		dropped.AddAttrs(slog.Int("suppressed", n))
+		_ = h.Handler.Handle(context.Background(), dropped)
+	})
+}
+
+// admit reports whether a record with msg at now is written, how many
+// records with msg the period before dropped, and whether this record is
+// the first one dropped in its period.
+func (s *limitState) admit(msg string, now time.Time) (suppressed int, write, firstDrop bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.messages[msg]
@@ -86,10 +125,10 @@ func (s *limitState) admit(msg string, now time.Time) (suppressed int, write boo
 	}
 	if c.written >= s.burst {
 		c.dropped++
-		return 0, false
+		return 0, false, c.dropped == 1
 	}
 	c.written++
-	return suppressed, true
+	return suppressed, true, false
 }
 
 func (h *limitedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {

@@ -1,6 +1,7 @@
 // Iris chat page: log in, send and receive messages, show the target's
 // presence and the state of each sent message. The frames come from
-// chat-wire.js, which the page runs first.
+// chat-wire.js and the server's rules from chat-rules.js, which the page
+// runs first.
 "use strict";
 
 (function () {
@@ -16,6 +17,8 @@
     encodeReadReceipt,
     encodeTyping,
   } = window.IrisChat;
+  const { DEFAULT_LIMITS, limitsOf, nameProblem, send2Size, send2Problem, finalReasons, closingReasons, unsendableAfterClose } =
+    window.IrisChatRules;
 
   const utf8Encoder = new TextEncoder();
   const utf8Decoder = new TextDecoder();
@@ -26,37 +29,13 @@
   const PEER_TYPING_TIMEOUT_MS = 10000; // hides a typing notice whose TYPING_STOP was lost
   const RECONNECT_MIN_MS = 500;
   const RECONNECT_MAX_MS = 15000;
+  // A connection that stays logged in this long, or an ACCEPTED, ends a run
+  // of failed connections, so the next drop reconnects after RECONNECT_MIN_MS
+  // again. A LOGIN_OK alone does not, because a server that closes every
+  // connection soon after login would otherwise get two logins a second.
+  const STABLE_CONNECTION_MS = 10000;
   const MAX_PENDING_BYTES = 64 << 20; // largest unfinished frame held, far above the server's limits.message
-  const MAX_NAME_BYTES = 256; // user names and targets
   const MAX_TOKEN_BYTES = 4096;
-
-  // Errors after which logging in again would fail the same way, or would
-  // close another session of the same user that replaced this one.
-  const finalReasons = new Set([
-    "auth_failed",
-    "invalid_user_name",
-    "token_too_long",
-    "too_many_login_failures",
-    "replaced_by_new_login",
-  ]);
-
-  // Other errors after which the server closes a logged-in connection. The
-  // page names them when the connection ends, and reconnects.
-  const closingReasons = new Set([
-    "unknown_opcode",
-    "buffer_overflow",
-    "server_full",
-    "too_many_connections",
-    "too_many_connections_from_address",
-    "server_busy",
-    "slow_consumer",
-    "frame_timeout",
-    "idle_timeout",
-    "server_shutting_down",
-    "login_timeout",
-    "service_unavailable",
-    "invalid_frame",
-  ]);
 
   const el = (id) => document.getElementById(id);
   const ui = {
@@ -86,11 +65,12 @@
 
   const chat = {
     config: null, // the document of chat/config.json
+    limits: DEFAULT_LIMITS, // the server's limits from the last config read
     conn: null, // the current connection, see connect
     wantOnline: false, // the user asked to be logged in, so drops reconnect
     user: "", // the user whose conversation the log shows
     token: "",
-    attempts: 0, // reconnect attempts since the last LOGIN_OK
+    attempts: 0, // reconnect attempts since a stable connection or an ACCEPTED
     reconnectTimer: null,
     presenceTimer: null,
     targetTimer: null,
@@ -168,20 +148,11 @@
     entry.status.textContent = detail ? `${state}: ${detail}` : state;
   }
 
-  // fitsName reports whether text has the 1 to 256 bytes of a user name.
-  // Explicit actions check only this and leave the other rules to the
-  // server, whose reply the page shows.
-  function fitsName(text) {
-    const size = utf8Encoder.encode(text).length;
-    return size >= 1 && size <= MAX_NAME_BYTES;
-  }
-
-  // isValidName also applies the protocol's other rules for user names: no
-  // ":" and no control character. Background frames (presence polls,
-  // typing) go only to valid names, so an invalid target does not get an
-  // error reply every few seconds.
-  function isValidName(text) {
-    return fitsName(text) && !/[:\u0000-\u001f\u007f-\u009f]/.test(text);
+  // isValidTarget reports whether the server would accept text as a target.
+  // Background frames (presence polls, typing) go only to valid targets, so
+  // an invalid one does not get an error reply every few seconds.
+  function isValidTarget(text) {
+    return nameProblem(text, chat.limits.target) === "";
   }
 
   // describeContent returns the text shown for a delivered entry. Only plain
@@ -197,12 +168,15 @@
   // ---------------------------------------------------------------------
   // Connection
 
+  // loadConfig reads chat/config.json and takes the server's limits from it.
   async function loadConfig() {
     const response = await fetch("chat/config.json", { cache: "no-store" });
     if (!response.ok) {
       throw new Error(`chat/config.json returned HTTP ${response.status}`);
     }
-    return response.json();
+    const config = await response.json();
+    chat.limits = limitsOf(config);
+    return config;
   }
 
   function socketURL(config) {
@@ -225,6 +199,15 @@
 
   function loggedIn() {
     return chat.conn !== null && chat.conn.loggedIn;
+  }
+
+  // sendEntry writes the SEND2 of an outgoing entry and records it on the
+  // connection, so that a close the message causes can be traced to it.
+  function sendEntry(conn, entry) {
+    if (send(conn, encodeSend2(entry.cid, entry.target, entry.text))) {
+      entry.sends += 1;
+      conn.sent.add(entry);
+    }
   }
 
   async function connect() {
@@ -265,7 +248,15 @@
     socket.binaryType = "arraybuffer";
     // Each connection has its own receive buffer and acknowledgement state.
     // Handlers of a replaced connection find chat.conn changed and return.
-    const conn = { socket, receive: new ReceiveBuffer(MAX_PENDING_BYTES), loggedIn: false, serverError: "" };
+    const conn = {
+      socket,
+      receive: new ReceiveBuffer(MAX_PENDING_BYTES),
+      loggedIn: false,
+      loggedInAt: 0, // performance.now() at LOGIN_OK
+      serverError: "", // the reason of an ERROR after which the server closes
+      closedByPage: false, // the page closed it after a protocol error in the server's bytes
+      sent: new Set(), // outgoing entries sent on this connection
+    };
     chat.conn = conn;
 
     socket.onopen = () => {
@@ -296,8 +287,9 @@
     showPeerTyping("", false);
   }
 
-  // dropped handles the end of the current connection: it reconnects unless
-  // the user logged out or the server gave a final error.
+  // dropped handles the end of the current connection: it rejects the
+  // messages that must not be sent again, and reconnects unless the user
+  // logged out or the server gave a final error.
   function dropped(event) {
     const conn = chat.conn;
     chat.conn = null;
@@ -307,10 +299,14 @@
     showPeerTyping("", false);
     setPresence("unknown", "unknown");
     setState("offline");
+    const rejections = rejectUnsendable(conn, event.code);
     if (!chat.wantOnline) {
       return;
     }
 
+    if (conn.loggedIn && performance.now() - conn.loggedInAt >= STABLE_CONNECTION_MS) {
+      chat.attempts = 0;
+    }
     // The listener may come back on another port, for example after a
     // restart with port 0, so the next attempt reads the config again.
     chat.config = null;
@@ -320,7 +316,25 @@
     } else if (conn.loggedIn) {
       cause = `Connection lost (WebSocket close code ${event.code}).`;
     }
-    scheduleReconnect(cause);
+    scheduleReconnect([...rejections, cause].join(" "));
+  }
+
+  // rejectUnsendable marks rejected, and drops from the outgoing queue, the
+  // unanswered messages of a closed connection that must not be sent again.
+  // It returns a sentence for each.
+  function rejectUnsendable(conn, closeCode) {
+    const unanswered = [...conn.sent].filter((entry) => chat.outgoing.get(entry.cid.toString()) === entry);
+    const close = { code: closeCode, serverError: conn.serverError, closedByPage: conn.closedByPage };
+    return unsendableAfterClose(unanswered, close).map(({ entry, reason, explanation }) => rejectEntry(entry, reason, explanation));
+  }
+
+  // rejectEntry marks an outgoing entry rejected for reason and removes it
+  // from the outgoing queue. It returns a sentence with the explanation for
+  // the notice.
+  function rejectEntry(entry, reason, explanation) {
+    chat.outgoing.delete(entry.cid.toString());
+    setEntryState(entry, "rejected", reason);
+    return `Message to ${entry.target} rejected: ${explanation}.`;
   }
 
   // scheduleReconnect connects again after an exponential backoff with
@@ -353,6 +367,7 @@
       // The stream cannot be split into frames any more, so only a new
       // connection can go on. The server resends what was not acknowledged.
       notify(`Protocol error: ${err.message}.`, "error");
+      conn.closedByPage = true;
       conn.socket.close(4000);
       return;
     }
@@ -406,7 +421,7 @@
 
   function onLoginOK(conn) {
     conn.loggedIn = true;
-    chat.attempts = 0;
+    conn.loggedInAt = performance.now();
     setState("online");
     notify(`Logged in as ${chat.user}.`);
     requestPresence();
@@ -414,8 +429,15 @@
 
     // Messages still unanswered after a drop are sent again with the same
     // cid. The server stores a repeated cid once and sends its ACCEPTED again.
-    for (const entry of chat.outgoing.values()) {
-      send(conn, encodeSend2(entry.cid, entry.target, entry.text));
+    // The limits are checked again, because they may have changed with the
+    // config read for this connection.
+    for (const entry of [...chat.outgoing.values()]) {
+      const problem = send2Problem(entry.target, entry.text, chat.limits);
+      if (problem !== null) {
+        notify(rejectEntry(entry, problem.reason, problem.explanation), "error");
+        continue;
+      }
+      sendEntry(conn, entry);
     }
   }
 
@@ -483,6 +505,7 @@
       return; // a second ACCEPTED, for a cid sent again after a drop
     }
     chat.outgoing.delete(frame.cid.toString());
+    chat.attempts = 0; // the connection works, so the next drop reconnects after the shortest delay
     entry.seq = frame.seq;
     entry.item.dataset.seq = frame.seq.toString();
 
@@ -503,9 +526,7 @@
     if (entry === undefined) {
       return;
     }
-    chat.outgoing.delete(frame.cid.toString());
-    setEntryState(entry, "rejected", frame.reason);
-    notify(`Message to ${entry.target} rejected: ${frame.reason}.`, "error");
+    notify(rejectEntry(entry, frame.reason, frame.reason), "error");
   }
 
   // onReceipt marks read every accepted message to the reader up to the seq
@@ -568,7 +589,7 @@
 
   function requestPresence() {
     const target = ui.target.value;
-    if (isValidName(target) && loggedIn()) {
+    if (isValidTarget(target) && loggedIn()) {
       send(chat.conn, encodeGetStatus(target));
     }
   }
@@ -595,7 +616,7 @@
   // TYPING_STOP after a pause. Each costs a send token.
   function onTextInput() {
     const target = ui.target.value;
-    if (!isValidName(target) || !loggedIn()) {
+    if (!isValidTarget(target) || !loggedIn()) {
       return;
     }
     if (chat.typingTo !== target) {
@@ -632,8 +653,9 @@
 
   function login() {
     const user = ui.user.value;
-    if (!fitsName(user)) {
-      notify(`Enter a user name of 1 to ${MAX_NAME_BYTES} bytes to log in.`, "error");
+    const problem = nameProblem(user, chat.limits.user_name);
+    if (problem !== "") {
+      notify(`The user name is not valid because ${problem}. Enter 1 to ${chat.limits.user_name} bytes without ":" or control characters.`, "error");
       ui.user.focus();
       return;
     }
@@ -664,14 +686,16 @@
     notify("Logged out.");
   }
 
+  // sendMessage sends the text to the target, or shows it rejected at once
+  // when the server would reject it.
   function sendMessage() {
     const text = ui.text.value;
     const target = ui.target.value;
     if (text === "") {
       return;
     }
-    if (!fitsName(target)) {
-      notify(`Enter a recipient of 1 to ${MAX_NAME_BYTES} bytes in the To field.`, "error");
+    if (target === "") {
+      notify("Enter a recipient in the To field.", "error");
       ui.target.focus();
       return;
     }
@@ -683,16 +707,25 @@
     const cid = chat.nextCid;
     chat.nextCid += 1n;
     const { item, status } = appendMessage("out", `to ${target}`, text);
-    const entry = { cid, target, text, seq: null, state: "", item, status };
+    const bytes = send2Size(utf8Encoder.encode(target).length, utf8Encoder.encode(text).length);
+    // bytes is the size of the SEND2, sends counts the connections it went
+    // out on, and suspectCloses the closes unsendableAfterClose suspected it of.
+    const entry = { cid, target, text, bytes, sends: 0, suspectCloses: 0, seq: null, state: "", item, status };
     setEntryState(entry, "sending");
+    ui.text.value = "";
+    stopTyping();
+
+    const problem = send2Problem(target, text, chat.limits);
+    if (problem !== null) {
+      notify(rejectEntry(entry, problem.reason, problem.explanation), "error");
+      return;
+    }
     chat.outgoing.set(cid.toString(), entry);
     // While the page reconnects, the message waits in chat.outgoing and
     // goes out at LOGIN_OK.
     if (loggedIn()) {
-      send(chat.conn, encodeSend2(cid, target, text));
+      sendEntry(chat.conn, entry);
     }
-    ui.text.value = "";
-    stopTyping();
   }
 
   function prefill() {

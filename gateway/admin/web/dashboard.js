@@ -91,6 +91,14 @@
     return (i === 0 ? String(v) : v.toFixed(1)) + " " + units[i];
   }
 
+  // formatAge formats the age of a member record, given in milliseconds.
+  function formatAge(ms) {
+    if (!isNumber(ms)) return "-";
+    if (ms < 1000) return Math.round(ms) + " ms";
+    if (ms < 60000) return (ms / 1000).toFixed(1) + " s";
+    return formatDuration(ms / 1000);
+  }
+
   function formatDuration(seconds) {
     if (!isNumber(seconds)) return "-";
     let s = Math.floor(seconds);
@@ -113,8 +121,8 @@
     if (el && el.textContent !== text) el.textContent = text;
   }
 
-  // fillTable replaces the rows of a tbody. Each row is an array of cells,
-  // and a cell is a string or {text, title}.
+  // fillTable replaces the rows of a tbody. Each row is an array of cells or
+  // {cells, className}, and a cell is a string or {text, title, className}.
   function fillTable(id, rows, emptyText, columns) {
     const body = byId(id);
     if (!body) return;
@@ -128,13 +136,16 @@
       body.replaceChildren(tr);
       return;
     }
-    const trs = rows.map((cells) => {
+    const trs = rows.map((row) => {
       const tr = document.createElement("tr");
+      const cells = Array.isArray(row) ? row : row.cells;
+      if (!Array.isArray(row) && row.className) tr.className = row.className;
       for (const cell of cells) {
         const td = document.createElement("td");
         if (typeof cell === "object" && cell !== null) {
           td.textContent = cell.text;
           if (cell.title) td.title = cell.title;
+          if (cell.className) td.className = cell.className;
         } else {
           td.textContent = cell;
         }
@@ -327,7 +338,7 @@
   }
 
   function renderRates(snap, baseline) {
-    const names = ["received", "delivered", "redelivered", "rejected", "acked"];
+    const names = ["received", "delivered", "redelivered", "rejected", "rate_limited", "acked"];
     if (baseline.seconds > 0) {
       for (const name of names) {
         state.rates[name] = counterRate(baseline.previous, snap, name, baseline.seconds);
@@ -340,6 +351,7 @@
     if (isNumber(rates.delivered)) setText("rate-out", plainRate(rates.delivered));
     setText("rate-redelivered", formatRate(rates.redelivered));
     setText("rate-rejected", formatRate(rates.rejected));
+    setText("rate-limited", formatRate(rates.rate_limited));
     setText("rate-acked", formatRate(rates.acked));
     push(charts.rates.series[0], baseline.seconds > 0 ? rates.received : null);
     push(charts.rates.series[1], baseline.seconds > 0 ? rates.delivered : null);
@@ -438,16 +450,58 @@
     fillTable("raft", rows, "", 8);
   }
 
-  function renderMembers(snap) {
-    const members = Array.isArray(snap.members) ? snap.members : [];
-    const rows = members
-      .filter((m) => m && typeof m === "object")
-      .map((m) => [
-        (m.id || "-") + (m.id && m.id === snap.node ? " (this node)" : ""),
+  // memberRow returns the table row of one member. The raft columns come
+  // from the member's own record, so every node shows every core's state.
+  // They are "-" for a member that sent none. A member this node no longer
+  // reaches keeps its last raft state, greyed out.
+  function memberRow(m) {
+    const unreachable = m.reachable === false;
+    const raft = m.raft && typeof m.raft === "object" ? m.raft : null;
+    const leader = raft !== null && raft.state === "Leader";
+    const age = formatAge(m.record_age_ms);
+
+    let state = { text: raft ? raft.state || "-" : "-", className: leader ? "state-leader" : "" };
+    if (unreachable) {
+      state = {
+        text: "unreachable",
+        title: (raft ? "last state " + (raft.state || "-") + ", " : "") + "record read " + age + " ago",
+        className: "state-unreachable",
+      };
+    }
+    let raftCells = ["-", "-", "-", "-", "-", "-"];
+    if (raft) {
+      const applied = number(raft.applied_index);
+      const commit = number(raft.commit_index);
+      raftCells = [
+        raft.id || "-",
+        raft.leader || "none (election)",
+        formatCount(raft.term),
+        formatCount(applied),
+        formatCount(commit),
+        formatCount(isNumber(raft.lag) ? raft.lag : Math.max(0, commit - applied)),
+      ];
+    }
+    let className = "";
+    if (unreachable) className = "unreachable";
+    else if (leader) className = "leader";
+    return {
+      className,
+      cells: [
+        (m.id || "-") + (m.self === true ? " (this node)" : ""),
         m.address || "-",
         Array.isArray(m.kinds) && m.kinds.length > 0 ? m.kinds.join(", ") : "-",
-      ]);
-    fillTable("members", rows, "no member list: this node is the whole cluster or sees no other member", 3);
+        raftCells[0],
+        state,
+        ...raftCells.slice(1),
+        age,
+      ],
+    };
+  }
+
+  function renderMembers(snap) {
+    const members = Array.isArray(snap.members) ? snap.members : [];
+    const rows = members.filter((m) => m && typeof m === "object").map(memberRow);
+    fillTable("members", rows, "no member list: this node is the whole cluster or sees no other member", 11);
   }
 
   function renderCounters(snap, baseline) {
