@@ -91,6 +91,15 @@ type ConnClosed struct{ Err error }
 
 type loginTimeout struct{}
 type loginGraceOver struct{}
+
+// writeOut is the message a session sends itself to write its pending
+// frames. The frames of all the messages queued before it then leave in one
+// write: under load a session gets deliveries and replies in bursts, and a
+// system call for each cost more than the rest of the delivery.
+type writeOut struct{}
+
+var writeOutMsg = &writeOut{}
+
 type frameTimeout struct{}
 type idleCheck struct{}
 type redeliveryTick struct{}
@@ -169,6 +178,7 @@ type session struct {
 	loginTimer      *time.Timer
 	redeliveryTimer *time.Timer
 	closing         bool
+	writeQueued     bool // a writeOut is in the mailbox
 }
 
 // NewSession returns the session actor of conn.
@@ -221,8 +231,31 @@ func (s *session) Receive(ctx actor.Context) {
 		ctx.Stop(s.self)
 	case *actor.Stopping:
 		s.stop(ctx)
+	case *writeOut:
+		s.writeQueued = false
 	}
-	s.flush(ctx)
+
+	switch {
+	case len(s.out) == 0:
+	case s.closing || !deferWrite(ctx.Message()):
+		s.flush(ctx)
+	case s.writeQueued:
+		// The writeOut in the mailbox writes these frames too.
+	default:
+		s.writeQueued = true
+		ctx.Send(s.self, writeOutMsg)
+	}
+}
+
+// deferWrite reports whether the frames produced for msg may wait for a
+// writeOut behind the messages already in the mailbox. The lifecycle
+// messages and writeOut itself write at once.
+func deferWrite(msg any) bool {
+	switch msg.(type) {
+	case *actor.Started, *actor.Stopping, *actor.Stopped, *writeOut:
+		return false
+	}
+	return true
 }
 
 func (s *session) start(ctx actor.Context) {
@@ -394,6 +427,7 @@ func (s *session) flush(ctx actor.Context) {
 		return
 	}
 	err := s.conn.Write(s.out)
+	s.cfg.Stats.Writes.Add(1)
 	if cap(s.out) > 256<<10 {
 		s.out = nil // do not keep a large buffer after a burst
 	} else {

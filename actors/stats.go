@@ -32,6 +32,7 @@ type Stats struct {
 	LoginsBlocked atomic.Uint64 // logins refused after repeated failures
 	ConnRejected  atomic.Uint64 // connections refused by the per-IP rate limit
 	DeadLetters   atomic.Uint64 // messages sent to actors that no longer exist
+	Writes        atomic.Uint64 // writes to client connections, each of one or more frames
 
 	// DeliveryLatency times each first delivery from the message's accept
 	// time to its write to the recipient's connection.

@@ -293,5 +293,6 @@ func counters(st *actors.Stats) map[string]uint64 {
 		"acks_ignored":   st.AcksIgnored.Load(),
 		"logins_ok":      st.LoginsOK.Load(),
 		"logins_failed":  st.LoginsFailed.Load(),
+		"writes":         st.Writes.Load(),
 	}
 }

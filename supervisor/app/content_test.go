@@ -603,3 +603,42 @@ func TestMadeUpGroupsLeaveNoGrains(t *testing.T) {
 		t.Errorf("live group grains after one create = %d, want 1", got)
 	}
 }
+
+// Deliveries that reach a session while it is busy leave in shared writes:
+// one system call per frame cost more than the rest of a delivery.
+func TestBurstOfDeliveriesSharesWrites(t *testing.T) {
+	const count = 500
+	n := startNode(t, func(c *config.Config) {
+		c.Limits.SendRate = 1_000_000
+		c.Limits.SendBurst = 1_000_000
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bob := login2(t, n, "bob")
+	alice := login2(t, n, "alice")
+
+	before := n.Stats.Writes.Load()
+	var frames []byte
+	for cid := range uint64(count) {
+		var err error
+		if frames, err = client.AppendSend2(frames, cid+1, "bob", []byte("burst")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := alice.WriteRaw(frames); err != nil {
+		t.Fatal(err)
+	}
+	for i := range count {
+		if _, err := alice.Expect(ctx, client.OpAccepted); err != nil {
+			t.Fatalf("ACCEPTED %d of %d: %v", i+1, count, err)
+		}
+		if _, err := bob.Expect(ctx, client.OpDeliver); err != nil {
+			t.Fatalf("DELIVER %d of %d: %v", i+1, count, err)
+		}
+	}
+	// One write per frame would be 2*count: an ACCEPTED for alice and a
+	// DELIVER for bob per message.
+	if writes := n.Stats.Writes.Load() - before; writes > count {
+		t.Errorf("%d messages took %d writes, want at most %d", count, writes, count)
+	}
+}
