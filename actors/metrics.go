@@ -98,13 +98,15 @@ func (k *Kind) Live() int64 { return k.live.Load() }
 // counting those that a handler is working on.
 func (k *Kind) Mailbox() int64 { return max(k.waiting.Load(), 0) }
 
-// PropsOptions returns the options that make props count into k: a mailbox
-// that counts posted and handled messages, and a middleware that sees the
-// actor stop.
+// PropsOptions returns the options of the actors of kind k: a mailbox that
+// counts posted and handled messages, a middleware that counts the actor's
+// stop, and the dispatcher on HotWorkers, because these actors handle every
+// message.
 func (k *Kind) PropsOptions() []actor.PropsOption {
 	return []actor.PropsOption{
 		actor.WithMailbox(func() actor.Mailbox { return actor.Unbounded(&mailboxCounter{kind: k})() }),
 		actor.WithReceiverMiddleware(k.seeStop),
+		actor.WithDispatcher(hotDispatcher),
 	}
 }
 

@@ -125,7 +125,7 @@ func (p *readPoller) run(logger *slog.Logger) {
 		p.mu.Lock()
 		for _, ev := range events[:n] {
 			if c := p.conns[ev.Fd]; c != nil {
-				go c.readOnce()
+				actors.HotWorkers.Go(c.readOnce)
 			}
 		}
 		p.mu.Unlock()
