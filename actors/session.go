@@ -159,9 +159,12 @@ type session struct {
 	user    string
 	bucket  *Bucket
 
-	outbox    *outbox       // appends awaiting their reply
-	sendTimer *time.Timer   // checks the outbox for overdue replies
-	heldDone  chan struct{} // a reader waiting until the outbox drops below MaxInflight
+	outbox    *outbox     // appends awaiting their reply
+	sendTimer *time.Timer // checks the outbox for overdue replies
+
+	statusWaiting []statusQuery // presence queries waiting for their replies, oldest first
+	statusTimer   *time.Timer   // sends overdue presence queries again
+	heldDone      chan struct{} // a reader waiting until the outbox drops below MaxInflight
 
 	catchingUp    bool
 	lastDelivered uint64
@@ -219,6 +222,8 @@ func (s *session) Receive(ctx actor.Context) {
 		s.redeliver(ctx)
 	case *sendRetryTick:
 		s.retrySends(ctx)
+	case *statusRetryTick:
+		s.retryStatus(ctx)
 	case *RetrySends:
 		if len(s.outbox.sends) > 0 {
 			s.outbox.retryAll(time.Now(), func(env *irispb.Envelope) { s.toShard(ctx, env) })
@@ -309,6 +314,9 @@ func (s *session) stop(ctx actor.Context) {
 	}
 	if s.sendTimer != nil {
 		s.sendTimer.Stop()
+	}
+	if s.statusTimer != nil {
+		s.statusTimer.Stop()
 	}
 	if s.frameTimer != nil {
 		s.frameTimer.Stop()

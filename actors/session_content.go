@@ -123,9 +123,7 @@ func (s *session) getStatus(ctx actor.Context, f *wire.Frame) {
 		s.rejectReason(reasonOverloaded)
 		return
 	}
-	s.toShard(ctx, &irispb.Envelope{Version: 1, Body: &irispb.Envelope_Status{
-		Status: &irispb.StatusRequest{User: string(f.Target)},
-	}})
+	s.askStatus(ctx, string(f.Target))
 }
 
 // Shedding levels: under overload, typing goes first, then presence

@@ -61,8 +61,7 @@ func (s *session) receiveEnvelope(ctx actor.Context, env *irispb.Envelope) {
 			s.fetchAfter(ctx, s.lastDelivered)
 		}
 	case *irispb.Envelope_StatusReply:
-		r := body.StatusReply
-		s.out = wire.AppendStatus(s.out, r.User, r.Online, r.LastSeen)
+		s.answerStatus(body.StatusReply)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -139,7 +140,12 @@ func TestLeaderCoreKilledUnderLoad(t *testing.T) {
 	// registrations make every recipient online there again.
 	allOnline := eventually(10*time.Second, func() bool {
 		for _, user := range recipients {
-			st, err := observer.GetStatus(ctx, user)
+			// The server answers every query within a few seconds, with an
+			// error when no shard does, so one query never takes the
+			// whole wait.
+			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st, err := observer.GetStatus(qctx, user)
+			cancel()
 			if err != nil || st.State != 1 {
 				return false
 			}
