@@ -9,20 +9,21 @@ import (
 	"github.com/iris-im/iris/gateway/wire"
 )
 
-// Presence queries go to the target's shard, whose reply the client waits
-// for. A query sent while that shard's core dies is lost with it, and the
-// client would wait for good, so the session asks again after
-// statusRetryAfter and, after statusTries attempts, answers the client
-// with an error frame instead.
+// Presence queries go to the target's shard, and the client waits for the
+// reply. A query sent while that shard's core dies is lost with it. The
+// client would wait for good, so the session sends the query again after
+// statusRetryAfter, and after statusTries attempts it writes an error frame
+// instead.
 const (
 	statusRetryAfter = time.Second
 	statusTries      = 3
-	// maxStatusWaiting bounds the queries one session has in flight; more
-	// are answered with reasonOverloaded.
+	// maxStatusWaiting bounds the queries one session has in flight. The
+	// session rejects more with reasonOverloaded.
 	maxStatusWaiting = 64
 )
 
-// reasonStatusUnavailable answers a presence query that no shard answered.
+// reasonStatusUnavailable is the error for a presence query that no shard
+// replied to.
 const reasonStatusUnavailable = "status_unavailable"
 
 // statusQuery is a presence query waiting for its shard's reply.
@@ -55,8 +56,9 @@ func (s *session) sendStatusQuery(ctx actor.Context, user string) {
 }
 
 // answerStatus writes a shard's reply for the oldest query of its user. A
-// reply that matches no query answers one already answered, after a query
-// sent again, and is dropped, so the client gets one reply per query.
+// reply that matches no waiting query is a late reply to a query sent again
+// and already replied to. It is dropped, so the client gets one reply per
+// query.
 func (s *session) answerStatus(r *irispb.StatusReply) {
 	for i, q := range s.statusWaiting {
 		if q.user == r.User {
