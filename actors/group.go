@@ -136,8 +136,8 @@ func (g *group) run(ctx actor.Context, r groupRequest) {
 	if g.state == nil && req.Op != irispb.GroupOp_GROUP_OP_CREATE {
 		// Every change of the group passes through this grain, so the
 		// state it loaded is the store's. The grain of a group that does
-		// not exist stops once it has answered: anyone can name any group,
-		// and grains kept for made-up names would fill the node's memory.
+		// not exist stops after its reply, because anyone can name any
+		// group and grains kept for made-up names would fill memory.
 		g.reply(ctx, r, reasonGroupNotFound, nil)
 		if !g.busy && len(g.waiting) == 0 && len(g.outbox.sends) == 0 {
 			ctx.Poison(ctx.Self())

@@ -121,7 +121,7 @@ func (k *Kind) seeStop(next actor.ReceiverFunc) actor.ReceiverFunc {
 
 // mailboxCounter is one actor's mailbox middleware. It keeps the actor's
 // own count too, because the kind's total must not keep messages that will
-// never be handled: a message whose handler panics is never reported as
+// never be handled. A message whose handler panics is not reported as
 // received, and neither are the messages behind it when the supervisor
 // then stops the actor. The count of an empty mailbox, known to be zero,
 // corrects the total, and so does the actor's Stop, after which the actor's

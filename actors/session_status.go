@@ -77,21 +77,21 @@ func (s *session) retryStatus(ctx actor.Context) {
 		return
 	}
 	now := time.Now()
-	kept := s.statusWaiting[:0]
+	waiting := s.statusWaiting[:0]
 	for _, q := range s.statusWaiting {
 		switch {
 		case now.Sub(q.sent) < statusRetryAfter:
-			kept = append(kept, q)
+			waiting = append(waiting, q)
 		case q.tries >= statusTries:
 			s.out = wire.AppendError(s.out, reasonStatusUnavailable)
 		default:
 			q.sent, q.tries = now, q.tries+1
 			s.sendStatusQuery(ctx, q.user)
-			kept = append(kept, q)
+			waiting = append(waiting, q)
 		}
 	}
-	s.statusWaiting = kept
-	if len(kept) > 0 {
+	s.statusWaiting = waiting
+	if len(waiting) > 0 {
 		self, root := s.self, s.sys.Root
 		s.statusTimer = time.AfterFunc(statusRetryAfter/2, func() { root.Send(self, &statusRetryTick{}) })
 	}

@@ -37,8 +37,8 @@ func (h *statusHarness) Receive(ctx actor.Context) {
 	}
 }
 
-// lossyShard answers presence queries as a shard would, but drops the first
-// drop of them, like a shard whose core died with them.
+// lossyShard replies to presence queries as a shard does, but drops the
+// first drop queries, like a shard whose core died with them.
 type lossyShard struct {
 	drop     int32
 	received atomic.Int32

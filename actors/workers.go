@@ -14,7 +14,7 @@ import (
 // handler goes, and under load that copying took an eighth of the server's
 // CPU. A kept goroutine has its stack grown already.
 //
-// Go never waits for a worker: when none is idle, the function gets a new
+// Go does not wait for a worker: when none is idle, the function gets a new
 // goroutine, which stays as a worker afterwards. A function that blocks,
 // such as a supervisor waiting for its child to start, therefore never
 // holds up another, and the pool can neither deadlock nor queue work.

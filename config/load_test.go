@@ -666,7 +666,7 @@ func TestJWTSecretFromFile(t *testing.T) {
 		}
 	})
 
-	refusals := []struct {
+	rejected := []struct {
 		name, content, want string
 		secretToo           bool
 	}{
@@ -675,7 +675,7 @@ func TestJWTSecretFromFile(t *testing.T) {
 		{name: "both", content: testSecret, want: "not both", secretToo: true},
 		{name: "missing", want: "no such file"},
 	}
-	for _, tc := range refusals {
+	for _, tc := range rejected {
 		t.Run("refuses "+tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, "absent")
 			if tc.content != "" {

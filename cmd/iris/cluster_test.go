@@ -140,9 +140,9 @@ func TestLeaderCoreKilledUnderLoad(t *testing.T) {
 	// registrations make every recipient online there again.
 	allOnline := eventually(10*time.Second, func() bool {
 		for _, user := range recipients {
-			// The server answers every query within a few seconds, with an
-			// error when no shard does, so one query never takes the
-			// whole wait.
+			// The server replies to every query within a few seconds, with
+			// an error when no shard replies. One lost query therefore
+			// costs seconds, not the whole wait.
 			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			st, err := observer.GetStatus(qctx, user)
 			cancel()

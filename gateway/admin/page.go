@@ -18,9 +18,9 @@ import (
 var webFiles embed.FS
 
 // page is an HTML page with its blocks inlined, and the Content-Security-
-// Policy it is served with: that policy allows exactly the inlined blocks,
-// by their SHA-256 hashes, so nothing from another host runs even if a page
-// asks for it.
+// Policy it is served with. The policy allows exactly the inlined blocks,
+// by their SHA-256 hashes, so nothing from another host runs even if the
+// page requests it.
 type page struct {
 	body   []byte
 	policy string

@@ -560,8 +560,8 @@ func TestGroupChangesCostTokens(t *testing.T) {
 }
 
 // Anyone can name any group, so the grain of a group that does not exist
-// must not outlive its answer: grains kept for made-up names would fill
-// the node's memory.
+// must stop after its reply. Grains kept for made-up names would fill the
+// node's memory.
 func TestMadeUpGroupsLeaveNoGrains(t *testing.T) {
 	const count = 300
 	n := startNode(t, func(c *config.Config) {
