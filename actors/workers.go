@@ -18,15 +18,25 @@ import (
 // goroutine, which stays as a worker afterwards. A function that blocks,
 // such as a supervisor waiting for its child to start, therefore never
 // holds up another, and the pool can neither deadlock nor queue work.
+//
+// An idle worker waits on the task channel alone. With a timer per wait, to
+// end the worker after linger, every hand-off was a select with a timer
+// reset, which took about 8% of the server's CPU at 20,000 messages/s.
+// Instead one trimmer goroutine, running while workers are idle, samples the
+// idle count and ends as many workers as stayed idle for a whole linger.
 type Workers struct {
-	tasks   chan func() // unbuffered: a send succeeds only into an idle worker
-	idle    atomic.Int32
-	maxIdle int32
-	linger  time.Duration
+	tasks    chan func() // unbuffered: a send succeeds only into an idle worker; nil ends it
+	idle     atomic.Int32
+	maxIdle  int32
+	linger   time.Duration
+	trimming atomic.Bool // a trimmer goroutine runs
 }
 
+// trimSamples is how many idle counts the trimmer takes per linger.
+const trimSamples = 4
+
 // NewWorkers returns a pool that keeps at most maxIdle idle workers, each
-// for at most linger.
+// for about linger.
 func NewWorkers(maxIdle int, linger time.Duration) *Workers {
 	return &Workers{tasks: make(chan func()), maxIdle: int32(maxIdle), linger: linger}
 }
@@ -41,25 +51,62 @@ func (w *Workers) Go(fn func()) {
 }
 
 func (w *Workers) work(fn func()) {
-	var timer *time.Timer
 	for {
 		fn()
 		if w.idle.Add(1) > w.maxIdle {
 			w.idle.Add(-1)
 			return
 		}
-		if timer == nil {
-			timer = time.NewTimer(w.linger)
-		} else {
-			timer.Reset(w.linger)
+		if !w.trimming.Load() && w.trimming.CompareAndSwap(false, true) {
+			go w.trim()
 		}
-		select {
-		case fn = <-w.tasks:
-			w.idle.Add(-1)
-			timer.Stop()
-		case <-timer.C:
-			w.idle.Add(-1)
+		fn = <-w.tasks
+		w.idle.Add(-1)
+		if fn == nil {
 			return
+		}
+	}
+}
+
+// trim ends workers that stay idle. It samples the idle count trimSamples
+// times per linger, and the lowest of those samples is how many workers were
+// idle all that time, so that many get a nil task. It returns when no worker
+// is idle, and the next worker to become idle starts it again.
+func (w *Workers) trim() {
+	tick := time.NewTicker(w.linger / trimSamples)
+	defer tick.Stop()
+	var lowest int32
+	taken := 0
+	for range tick.C {
+		idle := w.idle.Load()
+		if taken == 0 || idle < lowest {
+			lowest = idle
+		}
+		taken++
+		if taken == trimSamples {
+			w.end(lowest)
+			taken = 0
+		}
+
+		if w.idle.Load() > 0 {
+			continue
+		}
+		w.trimming.Store(false)
+		// A worker that became idle just before the store saw a trimmer running
+		// and started none, so look once more.
+		if w.idle.Load() == 0 || !w.trimming.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// end sends a nil task to up to n idle workers, which makes them end.
+func (w *Workers) end(n int32) {
+	for range n {
+		select {
+		case w.tasks <- nil:
+		default:
+			return // the rest took work meanwhile
 		}
 	}
 }
