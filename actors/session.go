@@ -79,11 +79,22 @@ func (cfg *SessionConfig) releaseDecoder(d *wire.Decoder) {
 }
 
 // Inbound carries bytes read from the connection into the session. The
-// reader waits on Done before it reads again, so a session holds at most one
-// unprocessed read and a fast sender is slowed down by TCP itself.
+// session calls Done once it has handled them, and the reader reads again
+// only then, so a session holds at most one unprocessed read and a fast
+// sender is slowed down by TCP itself.
 type Inbound struct {
 	Data []byte
-	Done chan struct{}
+	Done func()
+}
+
+// Readable tells the session that its connection has bytes waiting, and
+// the session reads them itself with Read, which never blocks. A reader
+// goroutine handing its bytes over, and waiting for the session to finish
+// with them, cost two goroutine switches per read. Read returns the bytes
+// as an Inbound, or nil when there were none, and the error that ended the
+// connection, if any.
+type Readable struct {
+	Read func() (*Inbound, error)
 }
 
 // ConnClosed reports to the session that its connection is gone.
@@ -130,7 +141,7 @@ type pendingDelivery struct {
 // Erlang process per connection. It owns the connection's decoder, the
 // login state, the sends awaiting durability, and the deliveries awaiting an
 // ACK. It handles: Inbound (client bytes), Envelope (replies and pushed
-// deliveries from shards), ConnClosed, and its own timers.
+// deliveries from shards), Readable, ConnClosed, and its own timers.
 //
 // Deliveries: at login the session registers with its user's shard and then
 // pages through the inbox from the start. Entries the shard pushes while that
@@ -164,7 +175,7 @@ type session struct {
 
 	statusWaiting []statusQuery // presence queries waiting for their replies, oldest first
 	statusTimer   *time.Timer   // sends overdue presence queries again
-	heldDone      chan struct{} // a reader waiting until the outbox drops below MaxInflight
+	heldDone      func()        // a reader waiting until the outbox drops below MaxInflight
 
 	catchingUp    bool
 	lastDelivered uint64
@@ -201,6 +212,15 @@ func (s *session) Receive(ctx actor.Context) {
 	case *Inbound:
 		s.receiveBytes(ctx, msg)
 		s.answerFlushes(ctx)
+	case *Readable:
+		in, err := msg.Read()
+		if in != nil {
+			s.receiveBytes(ctx, in)
+			s.answerFlushes(ctx)
+		}
+		if err != nil {
+			s.connClosed(ctx)
+		}
 	case *flushGraceOver:
 		s.flushTimer = nil
 		s.answerFlushes(ctx)
@@ -231,9 +251,7 @@ func (s *session) Receive(ctx actor.Context) {
 	case *Crash:
 		panic(msg.Reason)
 	case *ConnClosed:
-		s.answerFlushes(ctx)
-		s.closing = true
-		ctx.Stop(s.self)
+		s.connClosed(ctx)
 	case *actor.Stopping:
 		s.stop(ctx)
 	case *writeOut:
@@ -348,7 +366,7 @@ func (s *session) receiveBytes(ctx actor.Context, in *Inbound) {
 			s.heldDone = in.Done // released when replies arrive
 			return
 		}
-		close(in.Done)
+		in.Done()
 	}()
 	if s.closing {
 		return
@@ -456,9 +474,17 @@ func (s *session) flush(ctx actor.Context) {
 // releaseHeldReader lets a reader paused by MaxInflight read again.
 func (s *session) releaseHeldReader() {
 	if s.heldDone != nil {
-		close(s.heldDone)
+		done := s.heldDone
 		s.heldDone = nil
+		done()
 	}
+}
+
+// connClosed stops the session once its connection is gone.
+func (s *session) connClosed(ctx actor.Context) {
+	s.answerFlushes(ctx)
+	s.closing = true
+	ctx.Stop(s.self)
 }
 
 // toShard sends env to the router of its user, with this session as sender.

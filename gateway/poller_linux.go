@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -21,12 +22,13 @@ import (
 // stack and a descriptor of about 400 bytes for as long as the client was
 // connected, which was a third of an idle connection's memory.
 //
-// When a connection becomes readable, the poller starts a goroutine that
-// reads once into a borrowed buffer, waits until the session has handled
-// the bytes, and arms the connection again. Connections are armed one-shot,
-// so at most one read of a connection is in progress. A session slow to
-// handle its bytes is not read further, and TCP flow control slows its
-// client down as it did with a reader goroutine per connection.
+// When a connection becomes readable, the poller sends its session an
+// actors.Readable. The session reads once, without blocking, into a
+// borrowed buffer, handles the bytes, and calls the read's Done, which
+// returns the buffer and arms the connection again. Connections are armed
+// one-shot, so at most one read of a connection is in progress. A session
+// slow to handle its bytes is not read further, and TCP flow control slows
+// its client down as it did with a reader goroutine per connection.
 //
 // The epoll instance is itself registered with Go's network poller, so
 // waiting for it blocks no thread.
@@ -53,6 +55,12 @@ type polledConn struct {
 	release func() // undoes admitTCP's count of the connection
 
 	finished bool // guarded by poller.mu
+
+	// The read in progress, used by the session's goroutine only: the
+	// connection is armed again only after Done, so reads never overlap.
+	readable *actors.Readable // sent on every event
+	buf      *[]byte          // the borrowed buffer of the read
+	ended    bool             // the read failed; the connection is never armed again
 }
 
 // pollEvents is how many ready connections one wait collects at most.
@@ -125,7 +133,7 @@ func (p *readPoller) run(logger *slog.Logger) {
 		p.mu.Lock()
 		for _, ev := range events[:n] {
 			if c := p.conns[ev.Fd]; c != nil {
-				actors.HotWorkers.Go(c.readOnce)
+				c.cfg.System.Root.Send(c.pid, c.readable)
 			}
 		}
 		p.mu.Unlock()
@@ -144,6 +152,7 @@ func (p *readPoller) add(cfg *ListenerConfig, conn *tcpConn, pid *actor.PID, rel
 		return fmt.Errorf("read poller: %w", err)
 	}
 	c := &polledConn{poller: p, cfg: cfg, conn: conn, raw: raw, pid: pid, release: release}
+	c.readable = &actors.Readable{Read: c.read}
 
 	p.mu.Lock()
 	for {
@@ -206,36 +215,50 @@ func (c *polledConn) finish() {
 	c.release()
 }
 
-// readOnce reads what a ready connection has, hands it to the session and
-// arms the connection again once the session has handled it.
-func (c *polledConn) readOnce() {
-	defer recoverConn(c.cfg, c.conn.c, func() {
-		c.finish()
-		c.cfg.System.Root.Send(c.pid, &actors.ConnClosed{Err: errConnPanicked})
+// read reads what the ready connection has, without waiting, on the
+// session's goroutine. It returns nil and no error when nothing was there,
+// arming the connection again. An error other than that ends the
+// registration; the session then closes the connection.
+func (c *polledConn) read() (*actors.Inbound, error) {
+	c.buf = c.cfg.readBuffer()
+	var n int
+	var err error
+	rerr := c.raw.Read(func(fd uintptr) bool {
+		n, err = syscall.Read(int(fd), *c.buf)
+		return true // never wait: the session must not block
 	})
-
-	buf := c.cfg.readBuffer()
-	n, err := c.conn.c.Read(*buf)
-	if n > 0 {
-		done := make(chan struct{})
-		c.cfg.System.Root.Send(c.pid, &actors.Inbound{Data: (*buf)[:n], Done: done})
-		select {
-		case <-done:
-		case <-c.conn.closed:
-			// The session closed the connection, which finished the
-			// registration, and may still hold the bytes, so the buffer is
-			// left to the garbage collector instead of the pool.
-			return
-		}
+	switch {
+	case rerr != nil:
+		n, err = 0, rerr // the connection was closed meanwhile
+	case err == syscall.EAGAIN || err == syscall.EINTR:
+		n, err = 0, nil // a stale event
+	case err != nil:
+		n = 0
+	case n == 0:
+		err = io.EOF
 	}
-	c.cfg.readBuffers.Put(buf)
 
 	if err != nil {
+		c.ended = true
 		c.finish()
-		c.cfg.System.Root.Send(c.pid, &actors.ConnClosed{Err: err})
+	}
+	if n == 0 {
+		c.done()
+		return nil, err
+	}
+	return &actors.Inbound{Data: (*c.buf)[:n], Done: c.done}, err
+}
+
+// done returns the read's buffer and arms the connection again. The
+// session calls it once it has handled the bytes.
+func (c *polledConn) done() {
+	c.cfg.readBuffers.Put(c.buf)
+	c.buf = nil
+	if c.ended {
 		return
 	}
 	if !c.arm(syscall.EPOLL_CTL_MOD) {
+		c.ended = true
 		c.finish() // the session closed the connection meanwhile
 	}
 }

@@ -156,7 +156,7 @@ func readLoop(cfg *ListenerConfig, pid *actor.PID, conn *tcpConn) {
 		n, err := conn.c.Read(*buf)
 		if n > 0 {
 			done := make(chan struct{})
-			cfg.System.Root.Send(pid, &actors.Inbound{Data: (*buf)[:n], Done: done})
+			cfg.System.Root.Send(pid, &actors.Inbound{Data: (*buf)[:n], Done: func() { close(done) }})
 			select {
 			case <-done:
 			case <-conn.closed:

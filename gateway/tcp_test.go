@@ -33,17 +33,32 @@ func (r *recordingSessions) receive(ctx actor.Context) {
 	defer r.mu.Unlock()
 	switch msg := ctx.Message().(type) {
 	case *actors.Inbound:
-		if r.data[ctx.Self()] == nil {
-			r.data[ctx.Self()] = &bytes.Buffer{}
+		r.record(ctx.Self(), msg)
+	case *actors.Readable:
+		in, err := msg.Read()
+		if in != nil {
+			r.record(ctx.Self(), in)
 		}
-		r.data[ctx.Self()].Write(msg.Data)
-		r.reads++
-		close(msg.Done)
-		if bytes.IndexByte(msg.Data, 'q') >= 0 {
-			_ = r.conns[ctx.Self()].Close()
+		if err != nil {
+			r.closed++
 		}
 	case *actors.ConnClosed:
 		r.closed++
+	}
+}
+
+// record keeps the bytes of one read and hands the read back, then closes
+// the connection when the bytes carry a 'q'.
+func (r *recordingSessions) record(self *actor.PID, in *actors.Inbound) {
+	if r.data[self] == nil {
+		r.data[self] = &bytes.Buffer{}
+	}
+	r.data[self].Write(in.Data)
+	r.reads++
+	quit := bytes.IndexByte(in.Data, 'q') >= 0
+	in.Done()
+	if quit {
+		_ = r.conns[self].Close()
 	}
 }
 

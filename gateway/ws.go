@@ -170,7 +170,7 @@ func (h *wsHandler) OnMessage(socket *gws.Conn, message *gws.Message) {
 	}
 	st.heard()
 	done := make(chan struct{})
-	h.cfg.System.Root.Send(st.pid, &actors.Inbound{Data: message.Bytes(), Done: done})
+	h.cfg.System.Root.Send(st.pid, &actors.Inbound{Data: message.Bytes(), Done: func() { close(done) }})
 	select {
 	case <-done:
 	case <-st.conn.closed:

@@ -151,7 +151,7 @@ func startMemSession(b *testing.B, n *Node, user string) *memSession {
 // has handled it, as the gateway's reader does.
 func (s *memSession) feed(data []byte) error {
 	done := make(chan struct{})
-	s.root.Send(s.pid, &actors.Inbound{Data: data, Done: done})
+	s.root.Send(s.pid, &actors.Inbound{Data: data, Done: func() { close(done) }})
 	select {
 	case <-done:
 		return nil
