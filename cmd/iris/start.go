@@ -31,6 +31,7 @@ func startAppNode(cfg *config.Config, logger *slog.Logger) (node, error) {
 	if err != nil {
 		return nil, err // a nil *app.Node must not become a non-nil node
 	}
+	go paceGC(n.Done())
 	return n, nil
 }
 
