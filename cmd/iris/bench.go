@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -91,7 +95,50 @@ and 2 for invalid flags.`,
 	fl.DurationVar(&f.stallTimeout, "stall-timeout", 5*time.Second,
 		"steady: free the window slot of a message outstanding this long and count it as stalled")
 	fl.DurationVar(&f.dialTimeout, "connect-timeout", 10*time.Second, "deadline of one connect and login")
+	cmd.AddCommand(c.newBenchRelayCommand())
 	return cmd
+}
+
+func (c *cli) newBenchRelayCommand() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "relay",
+		Short: "Serve a relay that stores nothing, to measure the machine's ceiling",
+		Long: `Serve a relay that speaks just enough of the client protocol for a steady
+bench run (LOGIN, SEND, ACK, LOGIN2, SEND2, ACK2) and keeps nothing: every
+message goes to its target's connection at once, and SEND2 is answered with
+ACCEPTED before anything is stored. It is not a server; it loses what a
+client misses.
+
+Run 'iris bench' against it with the options of a server run. Its figures
+are what the generator and the machine allow with no server work at all,
+the ceiling for a server on the same cores. It runs until SIGINT or SIGTERM.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.runBenchRelay(cmd.Context(), addr)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8095", "`host:port` to listen on")
+	return cmd
+}
+
+func (c *cli) runBenchRelay(ctx context.Context, addr string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	r, err := loadgen.ListenRelay(addr)
+	if err != nil {
+		return failureError(fmt.Errorf("bench relay: %w", err))
+	}
+	fmt.Fprintf(c.stdout, "relay listening on %s; it stores nothing\n", r.Addr())
+	<-ctx.Done()
+	if err := r.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return failureError(fmt.Errorf("bench relay: %w", err))
+	}
+	return nil
 }
 
 // config turns the flags into a loadgen configuration.

@@ -148,3 +148,43 @@ func TestBenchUnreachableServerFails(t *testing.T) {
 		t.Fatalf("error %v; want a failure (status %d)", err, exitFailure)
 	}
 }
+
+func TestBenchRelayServesSteadyRun(t *testing.T) {
+	addr := freeAddr(t)
+	var stdout lockedBuffer
+	c := &cli{stdout: &stdout, stderr: &stdout, now: time.Now}
+	cmd := c.newBenchCommand()
+	cmd.SetArgs([]string{"relay", "--addr", addr})
+	cmd.SilenceUsage = true
+	cmd.SilenceErrors = true
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ended := make(chan error, 1)
+	go func() { ended <- cmd.ExecuteContext(ctx) }()
+	if !eventually(10*time.Second, func() bool { return strings.Contains(stdout.String(), "relay listening on "+addr) }) {
+		t.Fatalf("relay did not report listening on %s; output %q", addr, stdout.String())
+	}
+
+	out, err := runBenchCommand(t, "--addr", addr, "--conns", "8", "--inflight", "4",
+		"--duration", "1s", "--warmup", "200ms", "--drain", "2s", "--json")
+	if err != nil {
+		t.Fatalf("bench against the relay failed: %v\n%s", err, out)
+	}
+	var rep loadgen.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, out)
+	}
+	if rep.Steady == nil || rep.Steady.Delivered == 0 || rep.Steady.Lost != 0 {
+		t.Fatalf("steady figures %+v; want deliveries and none lost", rep.Steady)
+	}
+
+	cancel()
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("relay ended with %v, want a clean stop", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay did not stop after its context ended")
+	}
+}
