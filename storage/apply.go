@@ -413,6 +413,9 @@ func (a *applier) ackUpTo(user string, upTo uint64) error {
 	if upTo <= meta.ackedThrough {
 		return nil
 	}
+	if meta.unacked == meta.lastSeq-meta.ackedThrough {
+		return a.ackRange(user, meta, upTo)
+	}
 
 	iter, err := a.batch.NewIter(&pebble.IterOptions{
 		LowerBound: inboxKey(user, meta.ackedThrough+1),
@@ -440,6 +443,24 @@ func (a *applier) ackUpTo(user string, upTo uint64) error {
 	}
 	meta.unacked -= uint64(len(keys))
 	a.backlog -= int64(len(keys))
+	meta.ackedThrough = upTo
+	a.markDirty(user)
+	return nil
+}
+
+// ackRange deletes the entries of user's inbox from ackedThrough+1 to upTo. The caller has
+// checked that the inbox has no holes, so every seq above ackedThrough still has its entry
+// and the keys are known without an iterator, which cost more than the rest of an ACK2.
+// Holes come only from v1 acks of entries after the oldest one.
+func (a *applier) ackRange(user string, meta *userMeta, upTo uint64) error {
+	for seq := meta.ackedThrough + 1; seq <= upTo; seq++ {
+		if err := a.batch.Delete(inboxKey(user, seq), nil); err != nil {
+			return err
+		}
+	}
+	n := upTo - meta.ackedThrough
+	meta.unacked -= n
+	a.backlog -= int64(n)
 	meta.ackedThrough = upTo
 	a.markDirty(user)
 	return nil

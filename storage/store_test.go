@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -403,5 +405,70 @@ func TestBacklogCountsUnackedEntriesAcrossReopen(t *testing.T) {
 	barrier(t, s)
 	if got := s.Stats().Backlog; got != 3 {
 		t.Errorf("Backlog after acking all of alice = %d, want 3 (bob 1, barrier 2)", got)
+	}
+}
+
+// TestAcksMatchModel applies random appends, v1 acks and ACK2s in small batches and
+// compares the inbox after each batch with a model: the set of seqs not yet acknowledged.
+// Acks out of order leave holes, so ACK2 runs both with and without them.
+func TestAcksMatchModel(t *testing.T) {
+	s := openTestStore(t, Options{})
+	rng := rand.New(rand.NewPCG(7, 11))
+	present := map[uint64]uint64{} // seq → tag
+	var lastSeq, ackedThrough uint64
+	withHoles, withoutHoles := 0, 0
+
+	for round := range 400 {
+		var ops []Op
+		model := maps.Clone(present)
+		modelLast, modelAcked := lastSeq, ackedThrough
+		for range 1 + rng.IntN(6) {
+			switch rng.IntN(6) {
+			case 0, 1, 2:
+				tag := rng.Uint64N(1 << 20)
+				ops = append(ops, Op{Kind: OpAppend, User: "alice", Tag: tag, EntryKind: 0x02, Sender: "bob", TimeMS: 1, Body: []byte("m")})
+				modelLast++
+				model[modelLast] = tag
+			case 3, 4:
+				seq := modelAcked + 1 + rng.Uint64N(4)
+				tag, ok := model[seq]
+				ops = append(ops, Op{Kind: OpAck, User: "alice", Seq: seq, Tag: tag})
+				if ok {
+					delete(model, seq)
+					if seq == modelAcked+1 {
+						modelAcked = seq
+					}
+				}
+			case 5:
+				upTo := min(modelAcked+rng.Uint64N(5), modelLast)
+				if uint64(len(model)) == modelLast-modelAcked {
+					withoutHoles++
+				} else {
+					withHoles++
+				}
+				ops = append(ops, Op{Kind: OpAckUpTo, User: "alice", Seq: upTo})
+				for seq := range model {
+					if seq <= upTo {
+						delete(model, seq)
+					}
+				}
+				modelAcked = max(modelAcked, upTo)
+			}
+		}
+		if _, err := s.ApplyOps(ops); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		present, lastSeq, ackedThrough = model, modelLast, modelAcked
+
+		want := slices.Sorted(maps.Keys(present))
+		if got := inboxSeqs(t, s, "alice"); !slices.Equal(got, want) {
+			t.Fatalf("round %d: inbox seqs %v, want %v", round, got, want)
+		}
+		if n := inboxLen(t, s, "alice"); n != len(want) {
+			t.Fatalf("round %d: InboxLen = %d, want %d", round, n, len(want))
+		}
+	}
+	if withHoles == 0 || withoutHoles == 0 {
+		t.Errorf("ACK2 ran %d times with holes and %d without; want both", withHoles, withoutHoles)
 	}
 }
