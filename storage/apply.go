@@ -111,6 +111,10 @@ type Result struct {
 	// the key-bundle and group errors listed at Store.Do.
 	Err error
 
+	// More reports an OpSweepDedup that reached sweepLimit and left expired records for the
+	// next sweep. MarshalResults does not carry it: sweeps are never forwarded.
+	More bool
+
 	Count  int        // OpKeyUpload, OpKeyFetch: one-time prekeys in the pool after the op
 	Bundle *KeyBundle // OpKeyFetch: the user's key bundle
 	Prekey []byte     // OpKeyFetch: the removed one-time prekey, nil when the pool was empty
@@ -122,7 +126,8 @@ type Result struct {
 const maxCachedUsers = 1 << 17
 
 // sweepLimit bounds the dedup records one OpSweepDedup deletes, so a sweep never makes a huge
-// batch. Later sweeps delete the rest.
+// batch. A sweep that reaches it reports More, and the commit loop or the raft leader that
+// queued it sweeps again at once.
 const sweepLimit = 4096
 
 // ApplyOps applies ops in order as one Pebble batch, commits it with an fsync and returns one
@@ -252,7 +257,7 @@ func (a *applier) apply(op *Op) (Result, error) {
 	case OpSetLastSeen:
 		return Result{}, a.batch.Set(lastSeenKey(op.User), beUint64(op.LastSeenSec), nil)
 	case OpSweepDedup:
-		return Result{}, a.sweepDedup(op.TimeMS)
+		return a.sweepDedup(op.TimeMS)
 	case OpKeyUpload:
 		return a.uploadKeys(op)
 	case OpKeyFetch:
@@ -466,16 +471,21 @@ func (a *applier) ackRange(user string, meta *userMeta, upTo uint64) error {
 	return nil
 }
 
-func (a *applier) sweepDedup(nowMS uint64) error {
-	if err := a.sweepIndex(tagDedupByTS, tagDedup, nowMS); err != nil {
-		return err
+func (a *applier) sweepDedup(nowMS uint64) (Result, error) {
+	moreDedup, err := a.sweepIndex(tagDedupByTS, tagDedup, nowMS)
+	if err != nil {
+		return Result{}, err
 	}
-	return a.sweepIndex(tagOrderByTS, tagOrder, nowMS)
+	moreOrder, err := a.sweepIndex(tagOrderByTS, tagOrder, nowMS)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{More: moreDedup || moreOrder}, nil
 }
 
 // sweepIndex deletes up to sweepLimit records of table recordTag whose expiry index entries,
 // in table indexTag, are at or before nowMS.
-func (a *applier) sweepIndex(indexTag, recordTag byte, nowMS uint64) error {
+func (a *applier) sweepIndex(indexTag, recordTag byte, nowMS uint64) (more bool, err error) {
 	lower := []byte{indexTag}
 	upper := []byte{indexTag + 1}
 	if nowMS < math.MaxUint64 {
@@ -483,26 +493,27 @@ func (a *applier) sweepIndex(indexTag, recordTag byte, nowMS uint64) error {
 	}
 	iter, err := a.batch.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return err
+		return false, err
 	}
 	var keys [][]byte
 	for iter.First(); iter.Valid() && len(keys) < sweepLimit; iter.Next() {
 		keys = append(keys, append([]byte(nil), iter.Key()...))
 	}
+	more = iter.Valid()
 	if err := errors.Join(iter.Error(), iter.Close()); err != nil {
-		return err
+		return false, err
 	}
 
 	for _, key := range keys {
 		record := append([]byte{recordTag}, key[1+8:]...)
 		if err := a.batch.Delete(record, nil); err != nil {
-			return err
+			return false, err
 		}
 		if err := a.batch.Delete(key, nil); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return more, nil
 }
 
 // getOrder returns the order record of stream id, from the cache of records

@@ -93,6 +93,63 @@ func TestSweepDeletesExpiredDedupRecords(t *testing.T) {
 	}
 }
 
+func TestSweepReportsRecordsLeftOver(t *testing.T) {
+	s := openTestStore(t, Options{})
+	addExpiredDedupRecords(t, s, sweepLimit+10)
+
+	first := mustApply(t, s, Op{Kind: OpSweepDedup, TimeMS: 5000})
+	if !first[0].More {
+		t.Errorf("a sweep that reached the limit reported no records left over")
+	}
+	if n := countDedupRecords(t, s); n != 10 {
+		t.Errorf("after the first sweep %d dedup records remain, want 10", n)
+	}
+	second := mustApply(t, s, Op{Kind: OpSweepDedup, TimeMS: 5000})
+	if second[0].More {
+		t.Errorf("a sweep that deleted the rest reported records left over")
+	}
+	if n := countDedupRecords(t, s); n != 0 {
+		t.Errorf("after the second sweep %d dedup records remain, want 0", n)
+	}
+}
+
+// A busy store expires more records per sweep interval than one sweep deletes, so the
+// commit loop sweeps again at once until none is left.
+func TestCommitLoopSweepsUntilNoneLeft(t *testing.T) {
+	s := openTestStore(t, Options{})
+	addExpiredDedupRecords(t, s, 2*sweepLimit+10)
+
+	if !s.enqueue(queuedOp{op: Op{Kind: OpSweepDedup, TimeMS: 5000}}) {
+		t.Fatal("store closed")
+	}
+	waitFor(t, "every expired dedup record to be swept", func() bool { return countDedupRecords(t, s) == 0 })
+}
+
+// addExpiredDedupRecords appends n messages whose dedup records expire at 2000.
+func addExpiredDedupRecords(t *testing.T, s *Store, n int) {
+	t.Helper()
+	var ops []Op
+	for i := range n {
+		ops = append(ops, Op{Kind: OpAppend, User: "alice", Tag: 1, TimeMS: 1000,
+			Dedup: &DedupKey{Sender: "bob", Scope: "alice", ID: uint64(i)}, DedupUntilMS: 2000})
+	}
+	for chunk := range slices.Chunk(ops, 1000) {
+		mustApply(t, s, chunk...)
+	}
+}
+
+// countDedupRecords returns how many dedup records the store holds.
+func countDedupRecords(t *testing.T, s *Store) int {
+	t.Helper()
+	n := 0
+	for _, kv := range dumpStore(t, s) {
+		if kv[0][0] == tagDedup {
+			n++
+		}
+	}
+	return n
+}
+
 func TestRenewedDedupRecordSurvivesSweep(t *testing.T) {
 	s := openTestStore(t, Options{})
 	key := &DedupKey{Sender: "bob", Scope: "alice", ID: 3}

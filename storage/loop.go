@@ -112,6 +112,10 @@ func (s *Store) commitQueued(items []queuedOp, ops []Op) []Op {
 	}
 	results, err := s.ApplyOps(ops)
 	for i := range items {
+		if err == nil && items[i].op.Kind == OpSweepDedup && results[i].More {
+			// A busy store expires more records per interval than one sweep deletes.
+			s.enqueue(queuedOp{op: Op{Kind: OpSweepDedup, TimeMS: items[i].op.TimeMS}})
+		}
 		done := items[i].done
 		if done == nil {
 			continue

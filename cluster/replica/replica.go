@@ -400,12 +400,31 @@ func (r *Replica) proposeSweeps(interval time.Duration) {
 			return
 		case <-ticker.C:
 		}
-		if !r.IsLeader() {
-			continue
+		if r.IsLeader() {
+			r.sweep(interval)
 		}
-		sweep := storage.Op{Kind: storage.OpSweepDedup, TimeMS: uint64(time.Now().UnixMilli())}
-		if _, _, err := r.Apply([]storage.Op{sweep}, interval); err != nil && !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrShutdown) {
-			r.logger.Warn("replica: proposing a dedup sweep failed; retrying at the next interval", "err", err)
+	}
+}
+
+// sweep proposes one OpSweepDedup stamped with this replica's clock, and another with the same
+// stamp for as long as the last one reports that it left expired records.
+func (r *Replica) sweep(timeout time.Duration) {
+	op := storage.Op{Kind: storage.OpSweepDedup, TimeMS: uint64(time.Now().UnixMilli())}
+	for {
+		results, _, err := r.Apply([]storage.Op{op}, timeout)
+		if err != nil {
+			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrShutdown) {
+				r.logger.Warn("replica: proposing a dedup sweep failed; retrying at the next interval", "err", err)
+			}
+			return
+		}
+		if len(results) == 0 || !results[0].More {
+			return
+		}
+		select {
+		case <-r.stop:
+			return
+		default:
 		}
 	}
 }

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"testing"
@@ -328,5 +329,29 @@ func TestStartValidatesConfig(t *testing.T) {
 				t.Fatal("Start succeeded, want an error")
 			}
 		})
+	}
+}
+
+// A leader of a busy group expires more dedup records per interval than one sweep deletes
+// (4096), so it proposes sweeps until one reports that none is left.
+func TestLeaderSweepsUntilNoneLeft(t *testing.T) {
+	nodes := startCluster(t, 1, nil, func(c *Config) { c.SweepInterval = -1 })
+	leader := waitLeader(t, nodes, 5*time.Second)
+
+	var ops []storage.Op
+	for i := range 2*4096 + 10 {
+		op := appendOps(fmt.Sprintf("u%d", i%10), "m", 1)[0]
+		op.Dedup = &storage.DedupKey{Sender: "bob", Scope: op.User, ID: uint64(i)}
+		op.DedupUntilMS = op.TimeMS + 1000 // long expired by the sweep's clock
+		ops = append(ops, op)
+	}
+	for chunk := range slices.Chunk(ops, 1000) {
+		mustApply(t, leader, chunk)
+	}
+
+	leader.replica.sweep(5 * time.Second)
+	results, _ := mustApply(t, leader, []storage.Op{{Kind: storage.OpSweepDedup, TimeMS: uint64(time.Now().UnixMilli())}})
+	if results[0].More {
+		t.Errorf("expired dedup records were left after the leader's sweep")
 	}
 }
