@@ -159,6 +159,9 @@ func (s *Store) ApplyOps(ops []Op) ([]Result, error) {
 // with opts. The caller holds applyMu.
 func (s *Store) applyBatch(db *pebble.DB, ops []Op, extra func(*pebble.Batch) error, opts *pebble.WriteOptions) ([]Result, error) {
 	s.trimCaches()
+	if err := s.dedup.prepare(db); err != nil {
+		return nil, fmt.Errorf("storage: read the dedup expiry index: %w", err)
+	}
 
 	a := applier{store: s, batch: db.NewIndexedBatch()}
 	defer a.batch.Close()
@@ -278,10 +281,12 @@ func (a *applier) appendEntry(op *Op) (Result, error) {
 	var oldFound bool
 	if op.Dedup != nil {
 		id = dedupID(op.Dedup)
-		var err error
-		old, oldFound, err = a.getDedup(id)
-		if err != nil {
-			return Result{}, err
+		if !a.store.dedup.absent(op.Dedup) {
+			var err error
+			old, oldFound, err = a.getDedup(id)
+			if err != nil {
+				return Result{}, err
+			}
 		}
 		if oldFound && op.TimeMS < old.untilMS {
 			return Result{Seq: old.seq, Tag: old.tag, Duplicate: true}, nil
@@ -327,6 +332,7 @@ func (a *applier) appendEntry(op *Op) (Result, error) {
 		if err := a.batch.Set(dedupExpiryKey(op.DedupUntilMS, id), nil, nil); err != nil {
 			return Result{}, err
 		}
+		a.store.dedup.wrote(op.Dedup, op.DedupUntilMS)
 	}
 	a.appendCount++
 	return Result{Seq: meta.lastSeq, Tag: op.Tag}, nil
@@ -475,6 +481,9 @@ func (a *applier) sweepDedup(nowMS uint64) (Result, error) {
 	moreDedup, err := a.sweepIndex(tagDedupByTS, tagDedup, nowMS)
 	if err != nil {
 		return Result{}, err
+	}
+	if !moreDedup {
+		a.store.dedup.swept(nowMS)
 	}
 	moreOrder, err := a.sweepIndex(tagOrderByTS, tagOrder, nowMS)
 	if err != nil {

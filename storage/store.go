@@ -167,6 +167,7 @@ type Store struct {
 	applyMu     sync.Mutex
 	cache       map[string]*userMeta
 	orders      map[string]orderRecord // order records by stream id, as committed or in the batch being applied
+	dedup       dedupIDs               // which dedup keys surely have no record
 	closed      bool
 	failure     error         // cause of the last failed commit or reopen
 	reopenAt    time.Time     // earliest next reopen attempt
@@ -488,4 +489,5 @@ func (s *Store) countBacklog(db *pebble.DB) error {
 func (s *Store) resetCaches() {
 	s.cache = make(map[string]*userMeta)
 	s.orders = make(map[string]orderRecord)
+	s.dedup = dedupIDs{}
 }
