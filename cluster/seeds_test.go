@@ -20,6 +20,7 @@ import (
 
 	"github.com/iris-im/iris/config"
 	"github.com/iris-im/iris/gateway/tlstest"
+	"github.com/iris-im/iris/internal/testaddr"
 )
 
 // recordingHandler keeps every log record, so that a test can count them.
@@ -72,20 +73,11 @@ func quietLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// freeAddr returns a loopback host:port that was free a moment ago. A seed list names
-// every discovery address before the members start, so the port is picked by binding and
-// closing.
+// freeAddr returns a loopback host:port that was free a moment ago and that no other
+// test of this process got.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pick a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatalf("close probe listener: %v", err)
-	}
-	return addr
+	return testaddr.Free(t, "127.0.0.1")
 }
 
 // waitFor polls cond every 5 ms until it returns true, failing the test after timeout.

@@ -4,13 +4,13 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/iris-im/iris/internal/testaddr"
 	"github.com/iris-im/iris/storage"
 	"go.uber.org/goleak"
 )
@@ -43,19 +43,11 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// freeAddr returns a loopback host:port that was free a moment ago. Raft needs every
-// address before any replica starts, so the port is picked by binding and closing.
+// freeAddr returns a loopback host:port that was free a moment ago and that no other
+// test of this process got.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pick a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatalf("close probe listener: %v", err)
-	}
-	return addr
+	return testaddr.Free(t, "127.0.0.1")
 }
 
 // testNode is one replica with its own store and directories, restartable from them.

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/iris-im/iris/cluster/replica"
+	"github.com/iris-im/iris/internal/testaddr"
 	"github.com/iris-im/iris/storage"
 )
 
@@ -159,19 +160,11 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// freeAddr returns a loopback host:port that was free a moment ago. Raft needs every
-// address before any replica starts, so the port is picked by binding and closing.
+// freeAddr returns a loopback host:port that was free a moment ago and that no other
+// test of this process got.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pick a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatalf("close probe listener: %v", err)
-	}
-	return addr
+	return testaddr.Free(t, "127.0.0.1")
 }
 
 // testCore is one core of an in-process cluster: an actor system with remoting and a writer

@@ -17,6 +17,7 @@ import (
 
 	"github.com/iris-im/iris/gateway/client"
 	"github.com/iris-im/iris/gateway/tlstest"
+	"github.com/iris-im/iris/internal/testaddr"
 )
 
 // clusterNode is one `iris start --role=core|edge` child process with its own
@@ -142,18 +143,13 @@ func (c *testCluster) newNode(name, role string, hostByte int) *clusterNode {
 }
 
 // freeAddrsOn returns count host:port addresses whose ports were free on host a
-// moment ago. The listeners stay open until all are chosen, so the ports
-// differ from each other.
+// moment ago, each different from every address another test of this process
+// got.
 func freeAddrsOn(t *testing.T, host string, count int) []string {
 	t.Helper()
 	var addrs []string
 	for range count {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			t.Fatalf("finding a free port on %s: %v", host, err)
-		}
-		defer ln.Close()
-		addrs = append(addrs, ln.Addr().String())
+		addrs = append(addrs, testaddr.Free(t, host))
 	}
 	return addrs
 }

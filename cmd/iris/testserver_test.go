@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/iris-im/iris/gateway/client"
+	"github.com/iris-im/iris/internal/testaddr"
 )
 
 // irisBinary is the server binary that TestMain builds once for all tests.
@@ -105,16 +106,11 @@ func newTestServer(t *testing.T, dataDir string, env ...string) *testServer {
 	return s
 }
 
-// freeAddr returns a loopback address whose port was free a moment ago.
+// freeAddr returns a loopback address whose port was free a moment ago and
+// that no other test of this process got.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return testaddr.Free(t, "127.0.0.1")
 }
 
 func (s *testServer) start() {
