@@ -91,7 +91,7 @@ func (r *Relay) serve(c *relayConn) {
 	defer r.drop(c)
 
 	d := wire.NewDecoder(wire.DefaultLimits())
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, 4<<10)
 	for {
 		n, err := c.c.Read(buf)
 		if n > 0 {
