@@ -61,8 +61,9 @@ IRIS_LIMITS_SEND_BURST (sends per user) and IRIS_LIMITS_MAX_CONNECTIONS_PER_IP
 and IRIS_LIMITS_CONN_BURST (new connections per address) to 0.
 
 Exit status: 0 when every accepted message was delivered in order, 1 when a
-message was lost or reordered, a client failed to log in or the run failed,
-and 2 for invalid flags.`,
+message was lost or reordered, a v2 send got no answer, the server sent a
+frame that fits no message of the run or closed a connection during it, a
+client failed to log in or the run failed, and 2 for invalid flags.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return c.runBench(cmd.Context(), f)

@@ -14,7 +14,8 @@ import (
 // steady run and keeps nothing: it logs clients in without checks, passes
 // every SEND or SEND2 to the target's connection at once, replies to SEND2
 // with ACCEPTED, and drops ACK and ACK2. It stores no message, so it loses
-// whatever a client misses.
+// whatever a client misses, and it closes a client that stops reading for
+// relayWriteTimeout.
 //
 // A steady run against it measures the machine and the generator rather
 // than a server: the throughput and latency that the load's own system
@@ -155,12 +156,20 @@ func (c *relayConn) deliver(seq uint64, sender string, msg []byte) {
 	})
 }
 
-// write sends the frame that appendFrame produces.
+// relayWriteTimeout bounds one write, so that a client that stops reading
+// holds up the senders to it for at most this long; then it is closed.
+const relayWriteTimeout = time.Second
+
+// write sends the frame that appendFrame produces, and closes c when the
+// write fails or does not finish within relayWriteTimeout.
 func (c *relayConn) write(appendFrame func([]byte) []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.out = appendFrame(c.out[:0])
-	_, _ = c.c.Write(c.out)
+	_ = c.c.SetWriteDeadline(time.Now().Add(relayWriteTimeout))
+	if _, err := c.c.Write(c.out); err != nil {
+		_ = c.c.Close()
+	}
 }
 
 func (r *Relay) drop(c *relayConn) {

@@ -2,6 +2,9 @@ package loadgen
 
 import (
 	"context"
+	"encoding/binary"
+	"io"
+	"net"
 	"testing"
 	"time"
 )
@@ -44,5 +47,56 @@ func TestRelayCarriesSteadyRun(t *testing.T) {
 		if protocol == 2 && st.Accepted != st.Sent {
 			t.Errorf("v2: accepted %d of %d sent", st.Accepted, st.Sent)
 		}
+	}
+}
+
+func TestRelayClosesClientThatStopsReading(t *testing.T) {
+	r, err := ListenRelay("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	login := func(user string) net.Conn {
+		c, err := net.Dial("tcp", r.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Write(append([]byte{0x01}, user...)); err != nil {
+			t.Fatal(err)
+		}
+		reply := make([]byte, 9)
+		if _, err := io.ReadFull(c, reply); err != nil {
+			t.Fatalf("%s: LOGIN_OK: %v", user, err)
+		}
+		return c
+	}
+	login("victim") // never reads again
+	sender := login("sender")
+
+	// 60 MB to the victim fills its socket buffers; the relay must give up
+	// on the victim instead of blocking the sender for good.
+	send := []byte{0x02, 0, 6}
+	send = append(send, "victim"...)
+	send = binary.BigEndian.AppendUint16(send, 60000)
+	send = append(send, make([]byte, 60000)...)
+	done := make(chan error, 1)
+	go func() {
+		for range 1000 {
+			if _, err := sender.Write(send); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sender's writes failed: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a client that stops reading blocked the sender to it for 30 s")
 	}
 }

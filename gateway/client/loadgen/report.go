@@ -36,7 +36,8 @@ var ErrDeliveryFault = errors.New("delivery fault")
 // message is lost when, after the drain, it is not delivered and the
 // server accepted it: in v2 it got ACCEPTED, and in v1 the sender got no
 // RATE_LIMITED or ERROR frame for it. It also returns an error when some
-// clients failed to log in.
+// clients failed to log in, when v2 sends got neither ACCEPTED nor
+// REJECTED, and when the server sent frames that fit no message of the run.
 func (r *Report) Failed() error {
 	var faults []string
 	if r.Setup.Failed > 0 {
@@ -49,11 +50,33 @@ func (r *Report) Failed() error {
 		if st.OutOfOrder > 0 {
 			faults = append(faults, fmt.Sprintf("%d messages delivered out of order", st.OutOfOrder))
 		}
+		if st.Unanswered > 0 {
+			faults = append(faults, fmt.Sprintf("%d v2 sends got neither ACCEPTED nor REJECTED", st.Unanswered))
+		}
+	}
+	for _, kind := range slices.Sorted(maps.Keys(r.Errors)) {
+		if isProtocolFault(kind) {
+			faults = append(faults, fmt.Sprintf("%d times %s", r.Errors[kind], kind))
+		}
 	}
 	if len(faults) == 0 {
 		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrDeliveryFault, strings.Join(faults, "; "))
+}
+
+// isProtocolFault reports whether an error kind means the server broke the
+// protocol or a connection during the run. Such kinds are a frame that no
+// client of the run expects or can decode, a frame about a message the run
+// never sent, and a connection that ended before the run did.
+func isProtocolFault(kind string) bool {
+	switch kind {
+	case "sender_unknown_cid", "foreign_message", "sender_closed", "receiver_closed",
+		"send_write_failed", "ack_write_failed":
+		return true
+	}
+	return strings.HasPrefix(kind, "sender_unexpected_frame:") ||
+		strings.HasPrefix(kind, "receiver_unexpected_frame:")
 }
 
 // Run performs one load run described by cfg and returns its report. It

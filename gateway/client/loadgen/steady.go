@@ -73,8 +73,15 @@ func (s *steadySender) signal() {
 	}
 }
 
+// sentSeq reports whether seq is one that s has sent. Numbers from the
+// server are checked with it before they mark a bitset, whose size grows
+// with the number.
+func (s *steadySender) sentSeq(seq uint64) bool {
+	return seq >= 1 && seq <= s.sent
+}
+
 // markDelivered records the first delivery of seq and reports whether it
-// was the first.
+// was the first. The caller has checked seq with sentSeq.
 func (s *steadySender) markDelivered(seq uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -413,7 +420,15 @@ func (r *steadyRun) record(body []byte, t *readerTally) {
 		r.errors.add("foreign_message")
 		return
 	}
-	if !r.senders[p.sender].markDelivered(p.seq) {
+	s := r.senders[p.sender]
+	s.mu.Lock()
+	sent := s.sentSeq(p.seq)
+	s.mu.Unlock()
+	if !sent {
+		r.errors.add("foreign_message")
+		return
+	}
+	if !s.markDelivered(p.seq) {
 		t.duplicates++
 		return
 	}
@@ -445,18 +460,32 @@ func (r *steadyRun) readSenderReplies(ctx context.Context, s *steadySender, t *r
 		switch f.Op {
 		case client.OpAccepted:
 			s.mu.Lock()
-			s.accepted.set(f.CID)
+			known := s.sentSeq(f.CID)
+			if known {
+				s.accepted.set(f.CID)
+			}
 			s.mu.Unlock()
+			if !known {
+				r.errors.add("sender_unknown_cid")
+				continue
+			}
 			if r.inWindow(r.now()) {
 				t.acceptedWin++
 			}
 		case client.OpRejected:
-			r.errors.add("rejected:" + f.Reason)
 			s.mu.Lock()
-			s.rejected.set(f.CID)
-			delete(s.outstanding, f.CID)
-			s.signal()
+			known := s.sentSeq(f.CID)
+			if known {
+				s.rejected.set(f.CID)
+				delete(s.outstanding, f.CID)
+				s.signal()
+			}
 			s.mu.Unlock()
+			if !known {
+				r.errors.add("sender_unknown_cid")
+				continue
+			}
+			r.errors.add("rejected:" + f.Reason)
 		case client.OpRateLimited:
 			r.errors.add("rate_limited")
 			s.dropOldest()
