@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -192,6 +193,7 @@ type session struct {
 	loginTimer      *time.Timer
 	redeliveryTimer *time.Timer
 	closing         bool
+	draining        bool // the client closed its side; the session waits for its pending sends
 	writeQueued     bool // a writeOut is in the mailbox
 }
 
@@ -219,7 +221,7 @@ func (s *session) Receive(ctx actor.Context) {
 			s.answerFlushes(ctx)
 		}
 		if err != nil {
-			s.connClosed(ctx)
+			s.connClosed(ctx, err)
 		}
 	case *flushGraceOver:
 		s.flushTimer = nil
@@ -251,7 +253,7 @@ func (s *session) Receive(ctx actor.Context) {
 	case *Crash:
 		panic(msg.Reason)
 	case *ConnClosed:
-		s.connClosed(ctx)
+		s.connClosed(ctx, msg.Err)
 	case *actor.Stopping:
 		s.stop(ctx)
 	case *writeOut:
@@ -480,8 +482,24 @@ func (s *session) releaseHeldReader() {
 	}
 }
 
-// connClosed stops the session once its connection is gone.
-func (s *session) connClosed(ctx actor.Context) {
+// halfCloseGrace is how long a session whose client closed its side of the
+// connection waits for the replies to that client's pending sends.
+const halfCloseGrace = 5 * time.Second
+
+// errHalfCloseGrace ends a session whose pending sends outlasted halfCloseGrace.
+var errHalfCloseGrace = errors.New("pending sends not answered within the grace after the client closed its side")
+
+// connClosed stops the session once its connection is gone. A client that
+// only closed its side (EOF) may still read: while sends of its are pending,
+// the session waits up to halfCloseGrace for their replies, so that every
+// SEND2 gets its ACCEPTED or REJECTED.
+func (s *session) connClosed(ctx actor.Context, err error) {
+	if errors.Is(err, io.EOF) && s.outbox.pending() > 0 && !s.closing && !s.draining {
+		s.draining = true
+		self, root := s.self, s.sys.Root
+		time.AfterFunc(halfCloseGrace, func() { root.Send(self, &ConnClosed{Err: errHalfCloseGrace}) })
+		return
+	}
 	s.answerFlushes(ctx)
 	s.closing = true
 	ctx.Stop(s.self)

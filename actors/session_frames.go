@@ -278,6 +278,12 @@ func (s *session) finishSend(ctx actor.Context, reply *irispb.AppendReply) {
 	if !ok {
 		return
 	}
+	if s.outbox.pending() < s.cfg.MaxInflight {
+		s.releaseHeldReader()
+	}
+	if s.draining && s.outbox.pending() == 0 {
+		defer s.connClosed(ctx, nil) // after this reply's frame is queued
+	}
 	if reply.Duplicate && reply.Seq == 0 {
 		// A repeat caught by the order gate alone: the first attempt was
 		// stored and its reply was lost with it.
@@ -285,9 +291,6 @@ func (s *session) finishSend(ctx actor.Context, reply *irispb.AppendReply) {
 			s.cfg.Logger.Warn("send2 repeat without a dedup record", "user", s.user, "cid", send.cid)
 		}
 		return
-	}
-	if s.outbox.pending() < s.cfg.MaxInflight {
-		s.releaseHeldReader()
 	}
 
 	switch {
