@@ -88,8 +88,8 @@ type Inbound struct {
 	Done func()
 }
 
-// Readable tells the session that its connection has bytes waiting, and
-// the session reads them itself with Read, which never blocks. A reader
+// Readable reports to the session that its connection has bytes waiting,
+// and the session reads them itself with Read, which never blocks. A reader
 // goroutine handing its bytes over, and waiting for the session to finish
 // with them, cost two goroutine switches per read. Read returns the bytes
 // as an Inbound, or nil when there were none, and the error that ended the
@@ -487,7 +487,7 @@ func (s *session) releaseHeldReader() {
 const halfCloseGrace = 5 * time.Second
 
 // errHalfCloseGrace ends a session whose pending sends outlasted halfCloseGrace.
-var errHalfCloseGrace = errors.New("pending sends not answered within the grace after the client closed its side")
+var errHalfCloseGrace = errors.New("no reply to the pending sends within the grace period after the client closed its side")
 
 // connClosed stops the session once its connection is gone. A client that
 // only closed its side (EOF) may still read: while sends of its are pending,

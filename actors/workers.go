@@ -76,16 +76,16 @@ func (w *Workers) trim() {
 	tick := time.NewTicker(w.linger / trimSamples)
 	defer tick.Stop()
 	var lowest int32
-	taken := 0
+	samples := 0
 	for range tick.C {
 		idle := w.idle.Load()
-		if taken == 0 || idle < lowest {
+		if samples == 0 || idle < lowest {
 			lowest = idle
 		}
-		taken++
-		if taken == trimSamples {
+		samples++
+		if samples == trimSamples {
 			w.end(lowest)
-			taken = 0
+			samples = 0
 		}
 
 		if w.idle.Load() > 0 {

@@ -225,7 +225,7 @@ func (c *polledConn) read() (*actors.Inbound, error) {
 	var err error
 	rerr := c.raw.Read(func(fd uintptr) bool {
 		n, err = syscall.Read(int(fd), *c.buf)
-		return true // never wait: the session must not block
+		return true // return on EAGAIN too, because the session must not block
 	})
 	switch {
 	case rerr != nil:

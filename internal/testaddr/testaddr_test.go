@@ -36,12 +36,12 @@ func TestFreeSkipsPortInUse(t *testing.T) {
 
 	// The next port in line is taken by this process; Free must skip it.
 	mu.Lock()
-	taken := net.JoinHostPort("127.0.0.1", strconv.Itoa(next))
+	nextAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(next))
 	mu.Unlock()
-	if held, err := net.Listen("tcp", taken); err == nil { // else another process holds it
-		defer held.Close()
+	if listener, err := net.Listen("tcp", nextAddr); err == nil { // else another process holds it
+		defer listener.Close()
 	}
-	if got := Free(t, "127.0.0.1"); got == taken {
+	if got := Free(t, "127.0.0.1"); got == nextAddr {
 		t.Errorf("Free returned %s, which is bound", got)
 	}
 }

@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// startBadServer accepts connections on a loopback port, answers every
+// startBadServer accepts connections on a loopback port, replies to every
 // login with LOGIN_OK and then writes reply to the connection. It returns
-// the address; the listener and connections close when the test ends.
+// the address. The listener and connections close when the test ends.
 func startBadServer(t *testing.T, reply []byte) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -11,11 +11,11 @@ import (
 )
 
 // Relay is a server that speaks just enough of the client protocol for a
-// steady run and keeps nothing: it logs clients in without checks, passes
+// steady run and keeps nothing. It logs clients in without checks, passes
 // every SEND or SEND2 to the target's connection at once, replies to SEND2
 // with ACCEPTED, and drops ACK and ACK2. It stores no message, so it loses
-// whatever a client misses, and it closes a client that stops reading for
-// relayWriteTimeout.
+// whatever a client misses. A client that stops reading for
+// relayWriteTimeout is closed.
 //
 // A steady run against it measures the machine and the generator rather
 // than a server: the throughput and latency that the load's own system
@@ -156,8 +156,8 @@ func (c *relayConn) deliver(seq uint64, sender string, msg []byte) {
 	})
 }
 
-// relayWriteTimeout bounds one write, so that a client that stops reading
-// holds up the senders to it for at most this long; then it is closed.
+// relayWriteTimeout bounds one write. A client that stops reading holds up
+// the senders to it for at most this long, and is then closed.
 const relayWriteTimeout = time.Second
 
 // write sends the frame that appendFrame produces, and closes c when the
